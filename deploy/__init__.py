@@ -1,0 +1,1 @@
+"""Wiring: the ``olsim`` CLI, scenarios, the run orchestrator, load generation and reports."""

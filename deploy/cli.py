@@ -1,0 +1,141 @@
+"""The ``olsim`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+from deploy.scenario import ScenarioError, builtin_names, load_scenario
+
+log = logging.getLogger("olsim")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
+        self.exit(2, f"olsim: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="olsim", description="Online learning server simulation.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log INFO events")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    r = sub.add_parser("run", help="run a scenario end to end and write a report")
+    r.add_argument("scenario", help=f"built-in name ({', '.join(builtin_names())}) or a YAML path")
+    r.add_argument("--strategy", help="override the scenario's strategy (naive, replay)")
+    r.add_argument("--seed", type=int, help="override the scenario's seed")
+    r.add_argument("--duration", type=float, help="stop the stream after S seconds (default: run it all)")
+    r.add_argument(
+        "--report-dir", type=Path, default=Path("out"), help="where report.json goes (default out/)"
+    )
+    r.add_argument("--address", help="join this Ray cluster instead of starting a local one")
+    r.add_argument("--metrics-host", default="127.0.0.1", help="scrape endpoint host (default 127.0.0.1)")
+    r.add_argument("--metrics-port", type=int, default=9464, help="scrape endpoint port (default 9464)")
+    r.add_argument("--serve-port", type=int, help="Serve HTTP port (default 8000)")
+    r.add_argument(
+        "--load-rps", type=float, default=20.0, help="/predict requests/s during the run (0 = none)"
+    )
+    r.add_argument(
+        "--linger",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="keep serving and exporting metrics S seconds after the run (for scrapes)",
+    )
+    return p
+
+
+class ProgressLine:
+    """One status line on stderr, redrawn in place on a terminal, every 5 s otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, p: dict[str, Any]) -> None:
+        if not self.tty and p["elapsed_s"] - self.last < 5 and not p["done"]:
+            return
+        self.last = p["elapsed_s"]
+        pct = 100.0 * p["offset"] / max(1, p["total"])
+        task = "-" if p["task"] is None else f"{p['task'] + 1}/{p['n_tasks']}"
+        preq = "-" if p["prequential_accuracy"] is None else f"{p['prequential_accuracy']:.2f}"
+        served = "-" if p["version"] is None else f"v{p['version']} acc {p['average_accuracy']:.2f}"
+        line = (
+            f"[{p['elapsed_s']:6.1f}s] task {task}  stream {p['offset']}/{p['total']} ({pct:3.0f}%)  "
+            f"steps {p['steps']}  published {len(p['versions'])}  prequential {preq}  served {served}"
+        )
+        sys.stderr.write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from deploy.report import render_text
+    from deploy.runner import RunOptions, run
+
+    scenario = load_scenario(args.scenario)
+    if args.strategy:
+        scenario = scenario.with_strategy(args.strategy)
+    updates: dict[str, Any] = {}
+    if args.seed is not None:
+        if args.seed < 0:
+            raise ScenarioError(f"--seed must be >= 0, got {args.seed}")
+        updates["seed"] = args.seed
+    if args.serve_port is not None:
+        updates["serving"] = scenario.serving.model_copy(update={"port": args.serve_port})
+    scenario = scenario.model_copy(update=updates)
+    try:
+        opts = RunOptions(
+            duration_s=args.duration,
+            report_dir=args.report_dir,
+            address=args.address,
+            metrics_host=args.metrics_host,
+            metrics_port=args.metrics_port,
+            load_rps=args.load_rps,
+        )
+    except ValueError as exc:
+        raise ScenarioError(str(exc).replace("\n", " ")) from None
+    if args.linger < 0:
+        raise ScenarioError(f"--linger must be >= 0, got {args.linger}")
+
+    def linger(report: dict[str, Any]) -> None:
+        if args.linger > 0:
+            sys.stderr.write(
+                f"\nrun finished; serving and metrics stay up for {args.linger:.0f}s "
+                f"({report['metrics_endpoint']})\n"
+            )
+            time.sleep(args.linger)
+
+    bar = ProgressLine()
+    try:
+        report = run(scenario, opts, progress=bar, on_finished=linger)
+    finally:
+        bar.close()
+    print(render_text(report), end="")
+    print(f"report: {opts.report_dir / 'report.json'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "run":
+            return _run(args)
+    except ScenarioError as exc:
+        print(f"olsim: error: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Scenarios: YAML files validated by pydantic. Built-in ones ship in deploy/scenarios/."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from learner.config import LearnerConfig
+from learner.strategies import STRATEGIES
+from serving.config import ServeConfig
+from stream.spec import StreamSpec
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be loaded; the message is one line meant for users."""
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    seed: int = Field(0, ge=0)
+    stream: StreamSpec = StreamSpec()
+    learner: LearnerConfig = LearnerConfig()
+    serving: ServeConfig = ServeConfig()
+
+    def with_strategy(self, name: str) -> Scenario:
+        """This scenario with strategy ``name`` (its own settings if it already uses that kind)."""
+        if name not in STRATEGIES:
+            raise ScenarioError(f"unknown strategy {name!r}; valid: {', '.join(sorted(STRATEGIES))}")
+        if self.learner.strategy.kind == name:
+            return self
+        config = STRATEGIES[name][0]()
+        learner = self.learner.model_copy(update={"strategy": config})
+        return self.model_copy(update={"learner": learner})
+
+
+def builtin_names() -> list[str]:
+    root = resources.files("deploy") / "scenarios"
+    return sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def _one_line(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        parts.append(f"{loc}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def parse_scenario(text: str, source: str) -> Scenario:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ScenarioError(f"{source}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: a scenario must be a YAML mapping, got {type(data).__name__}")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(f"{source}: {_one_line(exc)}") from None
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A built-in scenario by name, or a YAML file by path.
+
+    >>> load_scenario("split-digits").stream.tasks
+    'split-digits'
+    """
+    if name_or_path in builtin_names():
+        text = (resources.files("deploy") / "scenarios" / f"{name_or_path}.yaml").read_text()
+        return parse_scenario(text, name_or_path)
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        if not path.is_file():
+            raise ScenarioError(f"scenario file not found: {path}")
+        return parse_scenario(path.read_text(), str(path))
+    raise ScenarioError(
+        f"unknown scenario {name_or_path!r}; valid: {', '.join(builtin_names())} or a YAML path"
+    )

@@ -1,0 +1,1 @@
+"""The learner: model, strategies and trainer (pure torch), evaluator metrics, and the Ray actors."""

@@ -1,0 +1,101 @@
+"""Bounded rehearsal memories. Each holds at most ``capacity`` samples, whatever the stream length."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class ReservoirBuffer:
+    """Uniform sample of everything seen so far (Vitter's algorithm R).
+
+    >>> buf = ReservoirBuffer(capacity=3, n_features=2, seed=0)
+    >>> buf.add(torch.arange(10.0).reshape(5, 2), torch.arange(5))
+    >>> len(buf), buf.seen
+    (3, 5)
+    >>> x, y = buf.sample(2); x.shape, y.shape
+    (torch.Size([2, 2]), torch.Size([2]))
+    """
+
+    def __init__(self, capacity: int, n_features: int, seed: int = 0) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self.x = torch.zeros(capacity, n_features)
+        self.y = torch.zeros(capacity, dtype=torch.long)
+        self.size = 0
+        self.seen = 0
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _slot(self, label: int) -> int | None:
+        """Where a new sample goes, or None to drop it."""
+        if self.size < self.capacity:
+            self.size += 1
+            return self.size - 1
+        j = int(self.rng.integers(self.seen))  # seen already counts this sample
+        return j if j < self.capacity else None
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        for xi, yi in zip(x, y, strict=True):
+            self.seen += 1
+            slot = self._slot(int(yi))
+            if slot is not None:
+                self.x[slot] = xi
+                self.y[slot] = yi
+
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Up to ``n`` distinct stored samples, chosen uniformly."""
+        k = min(n, self.size)
+        idx = torch.from_numpy(self.rng.choice(self.size, size=k, replace=False)).long()
+        return self.x[idx], self.y[idx]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "x": self.x.clone(),
+            "y": self.y.clone(),
+            "size": self.size,
+            "seen": self.seen,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if tuple(state["x"].shape) != tuple(self.x.shape):
+            raise ValueError(f"buffer shape {tuple(state['x'].shape)} != {tuple(self.x.shape)}")
+        self.x = state["x"].clone()
+        self.y = state["y"].clone()
+        self.size = int(state["size"])
+        self.seen = int(state["seen"])
+        self.rng.bit_generator.state = state["rng"]
+
+
+class ClassBalancedBuffer(ReservoirBuffer):
+    """Keeps classes equally represented: a full buffer evicts a random sample of its largest class.
+
+    >>> buf = ClassBalancedBuffer(capacity=4, n_features=1, seed=0)
+    >>> buf.add(torch.zeros(6, 1), torch.tensor([0, 0, 0, 0, 1, 1]))
+    >>> sorted(buf.y[: len(buf)].tolist())
+    [0, 0, 1, 1]
+    """
+
+    def _slot(self, label: int) -> int | None:
+        if self.size < self.capacity:
+            self.size += 1
+            return self.size - 1
+        labels, counts = torch.unique(self.y, return_counts=True)
+        largest = labels[counts == counts.max()]
+        own = int((self.y == label).sum())
+        if label in largest.tolist() and own == int(counts.max()):
+            # Our class is already the largest: reservoir-sample within the class.
+            j = int(self.rng.integers(self.seen))
+            if j >= self.capacity:
+                return None
+            victims = torch.nonzero(self.y == label).flatten()
+        else:
+            cls = int(largest[int(self.rng.integers(len(largest)))])
+            victims = torch.nonzero(self.y == cls).flatten()
+        return int(victims[int(self.rng.integers(len(victims)))])

@@ -1,0 +1,19 @@
+"""Learner settings, as a validated config."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from learner.model import ModelSpec
+from learner.strategies.config import NaiveConfig, StrategyConfig
+from learner.trainer import OptimizerConfig
+
+
+class LearnerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelSpec = ModelSpec()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    strategy: StrategyConfig = Field(default_factory=NaiveConfig)
+    batch_size: int = Field(32, ge=1, le=65536)
+    publish_every: int = Field(20, ge=1, description="publish a new weight version every N training steps")

@@ -1,0 +1,101 @@
+"""Held-out evaluation of published versions: per-task accuracy, the accuracy matrix, transfer metrics.
+
+Pure Python/torch; :mod:`learner.evaluator_actor` runs it inside Ray next to the Prometheus endpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from learner.metrics import accuracy, summarize
+from learner.snapshot import Snapshot
+from stream.tasks import Task
+
+
+@dataclass
+class VersionEval:
+    version: int
+    published_at: float
+    task: int  # last task the learner trained on when it exported this version
+    task_end: bool
+    step: int
+    accuracies: list[float]  # test accuracy on every task of the scenario, seen or not
+
+    @property
+    def seen(self) -> list[float]:
+        return self.accuracies[: self.task + 1]
+
+
+@dataclass
+class Evaluator:
+    """Scores snapshots on every task's held-out test split and keeps the accuracy matrix.
+
+    Row ``i`` of the matrix is the evaluation of the version published when task ``i`` ended.
+
+    >>> from learner.model import ModelSpec, build_model
+    >>> from stream.tasks import build_tasks
+    >>> ev = Evaluator(build_tasks("split-digits", n_tasks=2, seed=0))
+    >>> snap = Snapshot.from_model(build_model(ModelSpec(), seed=0), task=0, task_end=True, step=1)
+    >>> r = ev.record(1, snap, published_at=0.0); len(r.accuracies), len(ev.matrix())
+    (2, 1)
+    """
+
+    tasks: list[Task]
+    results: dict[int, VersionEval] = field(default_factory=dict)
+    rows: dict[int, list[float]] = field(default_factory=dict)
+    baseline: list[float] | None = None
+
+    def evaluate(self, snapshot: Snapshot) -> list[float]:
+        model = snapshot.build()
+        return [accuracy(model, t.test) for t in self.tasks]
+
+    def set_baseline(self, snapshot: Snapshot) -> list[float]:
+        """Accuracy of the untrained model (``b`` in the FWT definition)."""
+        self.baseline = self.evaluate(snapshot)
+        return self.baseline
+
+    def record(self, version: int, snapshot: Snapshot, published_at: float) -> VersionEval:
+        meta = snapshot.meta
+        result = VersionEval(
+            version=version,
+            published_at=published_at,
+            task=int(meta.get("task", 0)),
+            task_end=bool(meta.get("task_end", False)),
+            step=int(meta.get("step", 0)),
+            accuracies=self.evaluate(snapshot),
+        )
+        self.results[version] = result
+        if result.task_end:
+            self.rows[result.task] = result.accuracies
+        return result
+
+    def matrix(self) -> list[list[float]]:
+        """``R`` over the tasks completed so far, in order (stops at the first missing row)."""
+        out: list[list[float]] = []
+        while len(out) in self.rows:
+            out.append(self.rows[len(out)])
+        return out
+
+    def forgetting_now(self, version: int) -> list[float]:
+        """Per seen task: best accuracy of any version since the task was first trained, minus now."""
+        now = self.results[version]
+        best = [0.0] * (now.task + 1)
+        for r in self.results.values():
+            if r.version > version:
+                continue
+            for j in range(min(r.task, now.task) + 1):
+                best[j] = max(best[j], r.accuracies[j])
+        return [max(0.0, b - a) for b, a in zip(best, now.seen, strict=True)]
+
+    def backward_transfer_now(self, version: int) -> float | None:
+        """BWT of ``version`` against the matrix diagonal of the tasks it has finished with."""
+        now = self.results[version]
+        diag = [(j, row[j]) for j, row in self.rows.items() if j < now.task]
+        if not diag:
+            return None
+        return float(np.mean([now.accuracies[j] - rjj for j, rjj in diag]))
+
+    def summary(self) -> dict[str, float | None]:
+        return summarize(self.matrix(), self.baseline)

@@ -1,0 +1,79 @@
+"""Weight snapshots: plain numpy arrays plus a checksum, never pickled model objects.
+
+A snapshot is what crosses process boundaries (learner -> registry -> replicas/evaluator).
+Its tensors are raw arrays, so loading one executes no code, and the checksum lets a
+receiver verify it got exactly what the learner exported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from learner.model import ModelSpec, build_model
+
+
+class SnapshotError(ValueError):
+    """A snapshot does not fit the model it is loaded into, or fails its checksum."""
+
+
+def checksum(tensors: dict[str, np.ndarray]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Exported weights of one model state.
+
+    >>> from learner.model import ModelSpec, build_model
+    >>> spec = ModelSpec(in_features=4, hidden=8, n_classes=3)
+    >>> snap = Snapshot.from_model(build_model(spec, seed=0), task=0, step=5)
+    >>> twin = build_model(spec, seed=1); snap.load_into(twin)
+    >>> bool(torch.equal(twin.fc1.weight, build_model(spec, seed=0).fc1.weight)), snap.meta["step"]
+    (True, 5)
+    """
+
+    spec: ModelSpec
+    tensors: dict[str, np.ndarray]
+    checksum: str
+    meta: dict[str, float | int | str | bool] = field(default_factory=dict)
+
+    @classmethod
+    def from_model(cls, model: nn.Module, **meta: float | int | str | bool) -> Snapshot:
+        spec = getattr(model, "spec", None)
+        if not isinstance(spec, ModelSpec):
+            raise TypeError("model has no ModelSpec in .spec")
+        tensors = {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+        return cls(spec=spec, tensors=tensors, checksum=checksum(tensors), meta=dict(meta))
+
+    def verify(self) -> None:
+        """Raise :class:`SnapshotError` if the tensors do not match the checksum."""
+        if checksum(self.tensors) != self.checksum:
+            raise SnapshotError("snapshot checksum mismatch")
+
+    def load_into(self, model: nn.Module) -> None:
+        """Verify, check names and shapes, then copy the weights into ``model``."""
+        self.verify()
+        own = model.state_dict()
+        if set(own) != set(self.tensors):
+            raise SnapshotError(f"parameter names differ: {sorted(set(own) ^ set(self.tensors))}")
+        for name, value in own.items():
+            if tuple(value.shape) != self.tensors[name].shape:
+                raise SnapshotError(f"{name}: shape {self.tensors[name].shape} != {tuple(value.shape)}")
+        model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.tensors.items()})
+
+    def build(self) -> nn.Module:
+        """A fresh model of this snapshot's spec, holding its weights, in eval mode."""
+        model = build_model(self.spec)
+        self.load_into(model)
+        return model.eval()

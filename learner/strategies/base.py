@@ -1,0 +1,55 @@
+"""The strategy interface: a handful of hooks with no-op defaults.
+
+The trainer calls, per step: ``prepare_batch`` (e.g. mix in replayed samples), ``penalty``
+(a regularization term added to the loss, e.g. EWC), ``after_step`` (e.g. fill a buffer,
+accumulate importances); per task boundary or drift alarm: ``on_task_end`` / ``on_drift``
+(e.g. consolidate). ``export`` returns extra serving state (adapters, a kNN memory) that
+travels with a weight snapshot. A strategy gets the model as an argument and never reaches
+into the trainer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+
+class Strategy:
+    name: ClassVar[str] = "base"
+
+    def __init__(self, config: BaseModel, *, n_features: int, seed: int = 0) -> None:
+        self.config = config
+        self.n_features = n_features
+        self.seed = seed
+
+    def prepare_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch to train on, given the batch from the stream."""
+        return x, y
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        """Extra loss term; None for none."""
+        return None
+
+    def after_step(self, x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> None:
+        """Called after each optimizer step with the stream batch (not the prepared one)."""
+
+    def on_task_end(self, task: int, model: nn.Module) -> None:
+        """Called when the stream announces the end of ``task``."""
+
+    def on_drift(self, model: nn.Module) -> None:
+        """Called when a drift detector fires on a stream without task boundaries."""
+
+    def export(self) -> dict[str, np.ndarray]:
+        """Extra arrays the serving side needs besides the model weights."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"{self.name}: unexpected state keys {sorted(state)}")

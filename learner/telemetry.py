@@ -1,0 +1,80 @@
+"""olsim's Prometheus metrics: one registry, owned by the process that serves the scrape endpoint.
+
+Serve replicas and the learner are other processes; they report to the evaluator actor, which
+owns this registry, so every system-wide gauge has exactly one writer.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+STALENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Telemetry:
+    """All ``olsim_*`` metrics.
+
+    >>> t = Telemetry(); t.task_accuracy.labels(task="0").set(0.5)
+    >>> t.registry.get_sample_value("olsim_task_accuracy", {"task": "0"})
+    0.5
+    """
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.task_accuracy = Gauge(
+            "olsim_task_accuracy",
+            "Served version's accuracy on the task's held-out test split",
+            ["task"],
+            registry=r,
+        )
+        self.task_forgetting = Gauge(
+            "olsim_task_forgetting",
+            "Best accuracy on the task so far minus the served version's (>= 0)",
+            ["task"],
+            registry=r,
+        )
+        self.average_accuracy = Gauge(
+            "olsim_average_accuracy",
+            "Served version's mean test accuracy over the tasks seen so far",
+            registry=r,
+        )
+        self.backward_transfer = Gauge(
+            "olsim_backward_transfer", "Served version's BWT against the accuracy-matrix diagonal", registry=r
+        )
+        self.model_version = Gauge("olsim_model_version", "Version the registry is serving", registry=r)
+        self.published = Gauge(
+            "olsim_model_published_timestamp_seconds",
+            "When the served version was accepted (unix time)",
+            registry=r,
+        )
+        self.staleness = Histogram(
+            "olsim_swap_staleness_seconds",
+            "Registry accept to replica serving the version",
+            buckets=STALENESS_BUCKETS,
+            registry=r,
+        )
+        self.samples = Counter(
+            "olsim_learner_samples_total", "Stream samples the learner trained on", registry=r
+        )
+        self.prequential = Gauge(
+            "olsim_prequential_accuracy",
+            "Test-then-train accuracy over the learner's recent batches",
+            registry=r,
+        )
+        self.gate = Counter(
+            "olsim_gate_decisions_total",
+            "Publication decisions on candidate versions",
+            ["decision", "reason"],
+            registry=r,
+        )
+        self.stream_events = Counter(
+            "olsim_stream_events_total", "Stream events by what became of them", ["kind"], registry=r
+        )
+        self.versions_evaluated = Counter(
+            "olsim_versions_evaluated_total", "Published versions scored on held-out data", registry=r
+        )
+
+    def serve(self, host: str, port: int) -> int:
+        """Start the scrape endpoint; returns the bound port (useful with ``port=0``)."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_address[1])

@@ -1,0 +1,92 @@
+"""The trainer: prequential test-then-train on stream batches, pure torch, no Ray."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from learner.strategies.base import Strategy
+
+
+class OptimizerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["adam", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0, le=10)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    loss: float
+    correct: int  # stream-batch predictions right *before* the update (prequential)
+    size: int  # stream-batch size
+
+
+class Trainer:
+    """Runs one strategy's hooks around plain SGD/Adam steps.
+
+    >>> from learner.model import ModelSpec, build_model
+    >>> from learner.strategies import NaiveConfig, make_strategy
+    >>> spec = ModelSpec(in_features=4, hidden=8, n_classes=2)
+    >>> t = Trainer(build_model(spec, seed=0), make_strategy(NaiveConfig(), n_features=4))
+    >>> x, y = torch.eye(4)[:2], torch.tensor([0, 1])
+    >>> r = t.step(x, y); (t.steps, t.samples, r.size)
+    (1, 2, 2)
+    """
+
+    def __init__(
+        self, model: nn.Module, strategy: Strategy, optimizer: OptimizerConfig | None = None
+    ) -> None:
+        self.model = model
+        self.strategy = strategy
+        cfg = optimizer or OptimizerConfig()
+        params = model.parameters()
+        self.optimizer: torch.optim.Optimizer = (
+            torch.optim.Adam(params, lr=cfg.lr) if cfg.kind == "adam" else torch.optim.SGD(params, lr=cfg.lr)
+        )
+        self.steps = 0
+        self.samples = 0
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> StepResult:
+        """Test on the batch, then train on it (plus whatever the strategy adds)."""
+        self.model.train()
+        with torch.no_grad():
+            correct = int((self.model(x).argmax(dim=1) == y).sum())
+        bx, by = self.strategy.prepare_batch(x, y)
+        loss = nn.functional.cross_entropy(self.model(bx), by)
+        extra = self.strategy.penalty(self.model)
+        if extra is not None:
+            loss = loss + extra
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.strategy.after_step(x, y, self.model)
+        self.steps += 1
+        self.samples += len(y)
+        return StepResult(loss=float(loss.detach()), correct=correct, size=len(y))
+
+    def end_task(self, task: int) -> None:
+        self.strategy.on_task_end(task, self.model)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "strategy": self.strategy.state_dict(),
+            "steps": self.steps,
+            "samples": self.samples,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # torch's Optimizer.load_state_dict keeps the given tensors when dtype and device already
+        # match, so without a copy two trainers would share (and both mutate) Adam's moments.
+        state = copy.deepcopy(state)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.strategy.load_state_dict(state["strategy"])
+        self.steps = int(state["steps"])
+        self.samples = int(state["samples"])

@@ -1,0 +1,19 @@
+"""Serving settings, as a validated config (importable without Ray)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ServeConfig(BaseModel):
+    """Serving settings (the ``serving:`` block of a scenario)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    replicas: int = Field(2, ge=1, le=64)
+    max_rows: int = Field(1024, ge=1, description="most rows one /predict request may carry")
+    num_cpus: float = Field(0.25, gt=0, description="logical CPUs reserved per replica")
+    max_ongoing_requests: int = Field(32, ge=1)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    poll_timeout_s: float = Field(5.0, gt=0)

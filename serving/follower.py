@@ -1,0 +1,86 @@
+"""Keeps one replica's model current: long-polls the registry and swaps in new versions atomically.
+
+The served model is one immutable :class:`Served` record replaced by a single reference assignment,
+so a request that read it is served wholly by that version, never by a mix of layers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from serving.registry import Version
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Served:
+    version: int
+    model: nn.Module
+    published_at: float
+
+
+class WeightFollower:
+    def __init__(self, registry: Any, replica: str, poll_timeout_s: float = 5.0) -> None:
+        import ray
+
+        self._ray = ray
+        self.registry = registry
+        self.replica = replica
+        self.poll_timeout_s = poll_timeout_s
+        self.served: Served | None = None
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="olsim-weight-follower", daemon=True)
+
+    def load_current(self) -> None:
+        """Blocking: load whatever the registry serves now (called before the replica reports ready)."""
+        current = self._ray.get(self.registry.current.remote())
+        if current is not None:
+            self._apply(current)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def version(self) -> int:
+        return 0 if self.served is None else self.served.version
+
+    def _apply(self, v: Version) -> None:
+        model = v.snapshot.build()  # verifies the checksum, names and shapes
+        self.served = Served(v.number, model, v.published_at)  # the atomic swap
+        applied = time.time()
+        self.registry.ack.remote(self.replica, v.number, applied)
+        log.debug(
+            "swapped replica=%s version=%d staleness_ms=%.1f",
+            self.replica,
+            v.number,
+            1e3 * (applied - v.published_at),
+        )
+
+    def _loop(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                v = self._ray.get(self.registry.wait_newer.remote(self.version, self.poll_timeout_s))
+                if v is not None and v.number > self.version:
+                    self._apply(v)
+                backoff = 0.1
+            except Exception as exc:  # registry restarting, bad snapshot: keep serving, retry
+                self.errors += 1
+                log.warning("weight follower error replica=%s error=%r", self.replica, exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)

@@ -1,0 +1,44 @@
+"""CLI errors: one line, exit code 2, nothing started (these run the real console script)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _olsim(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deploy.cli", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "no-such-scenario"], "valid: permuted-digits, split-digits, synthetic"),
+        (["run", "split-digits", "--strategy", "nope"], "valid: naive, replay"),
+        (["run", "split-digits", "--duration", "-1"], "duration_s"),
+        (["run", "split-digits", "--seed", "x"], "invalid int value"),
+        (["run"], "required: scenario"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
+    r = _olsim(
+        *args, *(["--report-dir", str(tmp_path / "out")] if args[:1] == ["run"] and len(args) > 1 else [])
+    )
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_invalid_yaml_file_exit_2(tmp_path: Path) -> None:
+    p = tmp_path / "s.yaml"
+    p.write_text("name: s\nstream: {rate: -3}\n")
+    r = _olsim("run", str(p))
+    assert r.returncode == 2
+    assert "stream.rate" in r.stderr and len(r.stderr.strip().splitlines()) == 1

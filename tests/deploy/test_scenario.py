@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deploy.scenario import ScenarioError, builtin_names, load_scenario
+
+
+def test_builtins_load_and_validate() -> None:
+    assert {"split-digits", "permuted-digits", "synthetic"} <= set(builtin_names())
+    for name in builtin_names():
+        s = load_scenario(name)
+        assert s.name == name
+        assert s.learner.model.in_features == 64
+
+
+def test_with_strategy_swaps_config_and_keeps_same_kind() -> None:
+    s = load_scenario("split-digits")
+    r = s.with_strategy("replay")
+    assert r.learner.strategy.kind == "replay" and s.learner.strategy.kind == "naive"
+    assert r.with_strategy("replay") is r
+    with pytest.raises(ScenarioError, match="valid: naive, replay"):
+        s.with_strategy("ewc-typo")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("name: x\nstream: {epochs: 0}\n", "stream.epochs"),
+        ("name: x\nlearner: {strategy: {kind: nope}}\n", "learner.strategy"),
+        ("name: x\nbogus: 1\n", "bogus: Extra inputs"),
+        ("name: [unclosed\n", "line"),
+        ("- a\n- b\n", "mapping"),
+    ],
+)
+def test_invalid_yaml_gives_one_line_error(tmp_path: Path, text: str, needle: str) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ScenarioError, match=needle) as info:
+        load_scenario(str(p))
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file_and_unknown_name() -> None:
+    with pytest.raises(ScenarioError, match="not found"):
+        load_scenario("/nonexistent/x.yaml")
+    with pytest.raises(ScenarioError, match="valid: permuted-digits, split-digits, synthetic"):
+        load_scenario("split-digit")

@@ -1,0 +1,148 @@
+"""A real run: Ray, Serve over HTTP, the learner publishing, replicas swapping, Prometheus scraped.
+
+Naive and replay run on the same seed in one shared cluster. During each run a load thread sends
+/predict requests over loopback; after each run (before teardown) the test scrapes the metrics
+endpoint and sends hostile requests to the live replicas.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from deploy.runner import RunOptions, run
+from deploy.scenario import load_scenario
+
+SEED = 0
+
+
+def _scenario(strategy: str) -> Any:
+    s = load_scenario("split-digits").with_strategy(strategy)
+    fast = s.stream.model_copy(update={"rate": 2000.0})  # ~5.4 s of stream instead of ~27 s
+    return s.model_copy(update={"stream": fast, "seed": SEED})
+
+
+def _live_checks(report: dict[str, Any], out: dict[str, Any]) -> None:
+    text = httpx.get(report["metrics_endpoint"], timeout=10).text
+    out["metrics"] = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+    base = "http://127.0.0.1:8000"
+    bad = {
+        "wrong width": {"inputs": [[0.1] * 63]},
+        "not numbers": {"inputs": [["a"] * 64]},
+        "empty": {"inputs": []},
+        "too many rows": {"inputs": [[0.1] * 64] * 1025},
+    }
+    out["bad"] = {k: httpx.post(f"{base}/predict", json=v, timeout=10) for k, v in bad.items()}
+    nan_body = '{"inputs": [[NaN' + ", 0.1" * 63 + "]]}"
+    out["bad"]["nan"] = httpx.post(
+        f"{base}/predict", content=nan_body, headers={"content-type": "application/json"}, timeout=10
+    )
+    out["after"] = httpx.post(f"{base}/predict", json={"inputs": [[0.1] * 64]}, timeout=10)
+    out["healthz"] = httpx.get(f"{base}/healthz", timeout=10)
+
+
+def _run(strategy: str, tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    live: dict[str, Any] = {}
+    opts = RunOptions(report_dir=tmp / strategy, metrics_port=0, load_rps=40.0)
+    report = run(_scenario(strategy), opts, on_finished=lambda r: _live_checks(r, live))
+    return report, live
+
+
+@pytest.fixture(scope="module")
+def runs(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, dict]]:
+    tmp = tmp_path_factory.mktemp("runs")
+    return {name: _run(name, tmp) for name in ("naive", "replay")}
+
+
+@pytest.mark.parametrize("strategy", ["naive", "replay"])
+def test_report_has_the_contract_fields(
+    runs: dict, strategy: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    report, _ = runs[strategy]
+    for key in (
+        "scenario",
+        "strategy",
+        "seed",
+        "tasks",
+        "accuracy_matrix",
+        "acc",
+        "bwt",
+        "fwt",
+        "forgetting",
+        "versions_published",
+        "swaps",
+        "requests",
+    ):
+        assert key in report
+    assert report["strategy"] == strategy and report["seed"] == SEED and not report["truncated"]
+    assert len(report["accuracy_matrix"]) == 5 and all(len(r) == 5 for r in report["accuracy_matrix"])
+    # every task end publishes, plus every publish_every steps
+    assert report["versions_published"] >= 5 + report["learner"]["steps"] // 20
+
+
+@pytest.mark.parametrize("strategy", ["naive", "replay"])
+def test_requests_never_fail_and_versions_advance(runs: dict, strategy: str) -> None:
+    report, _ = runs[strategy]
+    req = report["requests"]
+    assert req["count"] > 50 and req["errors"] == 0, req["by_status"]
+    seen = req["versions_seen"]
+    assert len(seen) >= 3 and seen[-1] == report["versions_published"]
+
+
+@pytest.mark.parametrize("strategy", ["naive", "replay"])
+def test_every_replica_reaches_the_last_version_in_place(runs: dict, strategy: str) -> None:
+    report, _ = runs[strategy]
+    replicas = report["replica_versions"]
+    assert len(replicas) >= 2 and report["replicas_converged"]
+    assert set(replicas.values()) == {report["versions_published"]}
+    # each replica swapped many times without restarting: one replica id, many versions acknowledged
+    for rid in replicas:
+        acked = [s["version"] for s in report["swaps"] if rid in s["applied"]]
+        assert len(acked) >= 5 and acked == sorted(acked)
+
+
+@pytest.mark.parametrize("strategy", ["naive", "replay"])
+def test_scrape_endpoint_matches_the_report(runs: dict, strategy: str) -> None:
+    report, live = runs[strategy]
+    m = live["metrics"]
+    last_row = report["accuracy_matrix"][-1]
+    for task in range(5):
+        assert m[("olsim_task_accuracy", (("task", str(task)),))] == pytest.approx(last_row[task])
+        assert m[("olsim_task_forgetting", (("task", str(task)),))] >= 0.0
+    assert m[("olsim_model_version", ())] == report["versions_published"]
+    assert m[("olsim_average_accuracy", ())] == pytest.approx(report["acc"])
+    assert m[("olsim_learner_samples_total", ())] == report["learner"]["samples"]
+    assert m[("olsim_swap_staleness_seconds_count", ())] >= 2 * 5
+
+
+def test_naive_forgets_replay_much_less(runs: dict) -> None:
+    naive, replay = runs["naive"][0], runs["replay"][0]
+    assert naive["acc"] < 0.3 and naive["bwt"] < -0.8
+    assert replay["acc"] > naive["acc"] + 0.3
+    assert replay["bwt"] > naive["bwt"] + 0.4
+    assert replay["forgetting"] < naive["forgetting"] - 0.4
+
+
+def test_bad_input_gets_422_with_a_message_and_replicas_keep_serving(runs: dict) -> None:
+    _, live = runs["naive"]
+    needles = {
+        "wrong width": "63 features; the model expects 64",
+        "not numbers": "valid number",
+        "empty": "at least 1 item",
+        "too many rows": "at most 1024",
+        "nan": "finite number",
+    }
+    for name, needle in needles.items():
+        r = live["bad"][name]
+        assert r.status_code == 422, (name, r.text)
+        assert needle in r.json()["detail"], (name, r.text)
+    assert live["after"].status_code == 200 and live["after"].json()["model_version"] >= 1
+    assert live["healthz"].json()["status"] == "ok"

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from learner.evaluator import Evaluator
+from learner.model import ModelSpec, build_model
+from learner.snapshot import Snapshot, SnapshotError
+from stream.tasks import build_tasks
+
+
+def _fit(model: torch.nn.Module, tasks: list, upto: int) -> None:
+    """Train only on task ``upto``: a quick way to make a model that knows one task."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x, y = torch.from_numpy(tasks[upto].train.x), torch.from_numpy(tasks[upto].train.y)
+    for _ in range(60):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def test_matrix_rows_come_from_task_end_versions_and_forgetting_is_tracked() -> None:
+    tasks = build_tasks("split-digits", n_tasks=2, seed=0)
+    ev = Evaluator(tasks)
+    model = build_model(ModelSpec(), seed=0)
+    ev.set_baseline(Snapshot.from_model(model))
+    _fit(model, tasks, 0)
+    ev.record(1, Snapshot.from_model(model, task=0, task_end=False, step=1), 0.0)
+    ev.record(2, Snapshot.from_model(model, task=0, task_end=True, step=2), 0.0)
+    _fit(model, tasks, 1)  # naive: forgets task 0 entirely (class-incremental head)
+    ev.record(3, Snapshot.from_model(model, task=1, task_end=True, step=3), 0.0)
+    r = ev.matrix()
+    assert len(r) == 2 and r[0][0] > 0.9 and r[1][1] > 0.9 and r[1][0] < 0.1
+    assert ev.forgetting_now(3)[0] == pytest.approx(r[0][0] - r[1][0])
+    assert ev.forgetting_now(3)[1] == 0.0
+    assert ev.backward_transfer_now(3) == pytest.approx(r[1][0] - r[0][0])
+    s = ev.summary()
+    assert s["acc"] == pytest.approx((r[1][0] + r[1][1]) / 2)
+    assert s["bwt"] is not None and s["bwt"] < -0.8
+    assert s["fwt"] is not None
+
+
+def test_snapshot_rejects_tampering_and_wrong_shapes() -> None:
+    snap = Snapshot.from_model(build_model(ModelSpec(), seed=0))
+    snap.tensors["fc1.bias"][0] += 1.0
+    with pytest.raises(SnapshotError, match="checksum"):
+        snap.build()
+    other = Snapshot.from_model(build_model(ModelSpec(hidden=8), seed=0))
+    with pytest.raises(SnapshotError, match="shape"):
+        other.load_into(build_model(ModelSpec(), seed=0))

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.events import TaskStream
+from stream.tasks import build_tasks
+
+
+@pytest.fixture(scope="module")
+def stream() -> TaskStream:
+    return TaskStream(build_tasks("split-digits", n_tasks=3, seed=0), epochs=2, seed=5, rate=1000.0)
+
+
+def test_offsets_contiguous_ids_unique(stream: TaskStream) -> None:
+    events = list(stream.events())
+    assert [e.offset for e in events] == list(range(len(stream)))
+    assert len({e.id for e in events}) == len(events)
+    assert [e.t for e in events[:3]] == [0.0, 0.001, 0.002]
+
+
+def test_tasks_arrive_in_order_each_epoch_a_permutation(stream: TaskStream) -> None:
+    events = list(stream.events())
+    for task, (a, b) in enumerate(stream.task_bounds()):
+        chunk = events[a:b]
+        assert {e.task for e in chunk} == {task}
+        n = len(stream.tasks[task].train)
+        first, second = chunk[:n], chunk[n:]
+        assert sorted(e.id.split("-n")[1] for e in first) == sorted(e.id.split("-n")[1] for e in second)
+        assert [e.y for e in first] != [e.y for e in second] or n < 3
+
+
+@pytest.mark.parametrize("start", [0, 1, 217, 436, 437, 900])
+def test_replay_from_any_offset_matches_full_stream(stream: TaskStream, start: int) -> None:
+    full = list(stream.events())
+    replayed = list(stream.events(start=start))
+    assert len(replayed) == len(full) - start
+    for a, b in zip(full[start:], replayed, strict=True):
+        assert (a.id, a.offset, a.task, a.y) == (b.id, b.offset, b.task, b.y)
+        np.testing.assert_array_equal(a.x, b.x)
+
+
+def test_stop_bounds_and_seed_changes_order() -> None:
+    tasks = build_tasks("split-digits", n_tasks=1, seed=0)
+    a = [e.y for e in TaskStream(tasks, seed=1).events(stop=50)]
+    b = [e.y for e in TaskStream(tasks, seed=2).events(stop=50)]
+    assert len(a) == 50 and a != b
+
+
+def test_bad_stream_args() -> None:
+    tasks = build_tasks("split-digits", n_tasks=1, seed=0)
+    with pytest.raises(ValueError, match="epochs"):
+        TaskStream(tasks, epochs=0)
+    with pytest.raises(ValueError, match="rate"):
+        TaskStream(tasks, rate=0)
+    with pytest.raises(ValueError, match="start"):
+        next(TaskStream(tasks).events(start=-1))
