@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
+from deploy.runner import RunError
 from deploy.scenario import ScenarioError, builtin_names, load_scenario
 
 log = logging.getLogger("olsim")
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--metrics-host", default="127.0.0.1", help="scrape endpoint host (default 127.0.0.1)")
     r.add_argument("--metrics-port", type=int, default=9464, help="scrape endpoint port (default 9464)")
     r.add_argument("--serve-port", type=int, help="Serve HTTP port (default 8000)")
+    r.add_argument("--publish-every", type=int, metavar="N", help="publish a weight version every N steps")
     r.add_argument(
         "--load-rps", type=float, default=20.0, help="/predict requests/s during the run (0 = none)"
     )
@@ -89,6 +91,10 @@ def _run(args: argparse.Namespace) -> int:
         updates["seed"] = args.seed
     if args.serve_port is not None:
         updates["serving"] = scenario.serving.model_copy(update={"port": args.serve_port})
+    if args.publish_every is not None:
+        if args.publish_every < 1:
+            raise ScenarioError(f"--publish-every must be >= 1, got {args.publish_every}")
+        updates["learner"] = scenario.learner.model_copy(update={"publish_every": args.publish_every})
     scenario = scenario.model_copy(update=updates)
     try:
         opts = RunOptions(
@@ -112,6 +118,11 @@ def _run(args: argparse.Namespace) -> int:
             )
             time.sleep(args.linger)
 
+    if not args.verbose:
+        import ray.serve  # configures its driver logger at INFO on import: quieten it afterwards
+
+        for name in ("ray", ray.serve.__name__):
+            logging.getLogger(name).setLevel(logging.WARNING)
     bar = ProgressLine()
     try:
         report = run(scenario, opts, progress=bar, on_finished=linger)
@@ -134,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     except ScenarioError as exc:
         print(f"olsim: error: {exc}", file=sys.stderr)
         return 2
+    except RunError as exc:
+        print(f"olsim: run failed: {exc}", file=sys.stderr)
+        return 1
     return 2
 
 

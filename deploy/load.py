@@ -36,6 +36,7 @@ class LoadGenerator:
     rps: float = 20.0
     timeout_s: float = 10.0
     seed: int = 0
+    max_samples_kept: int = 100_000
     samples: list[Sample] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -94,4 +95,9 @@ class LoadGenerator:
             }
             | {"max": float(lat.max()) if len(lat) else None},
             "versions_seen": sorted({s.version for s in ok if s.version is not None}),
+            # one row per request: [unix time sent, latency ms, HTTP status (0 = none), version, replica]
+            "samples": [
+                [round(s.sent_at, 4), round(s.latency_s * 1e3, 3), s.status, s.version, s.replica]
+                for s in self.samples[: self.max_samples_kept]
+            ],
         }

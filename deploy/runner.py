@@ -34,6 +34,10 @@ class RunOptions(BaseModel):
     settle_timeout_s: float = Field(30.0, gt=0)
 
 
+class RunError(RuntimeError):
+    """A run could not start or did not finish; the message is one line meant for users."""
+
+
 Progress = Callable[[dict[str, Any]], None]
 Hook = Callable[[dict[str, Any]], None]
 
@@ -90,9 +94,24 @@ def run(
 
     started_ray = False
     if not ray.is_initialized():
-        ray.init(
-            address=opts.address, namespace=NAMESPACE, include_dashboard=False, logging_level=logging.WARNING
-        )
+        try:
+            ray.init(
+                address=opts.address,
+                namespace=NAMESPACE,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+            )
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            hint = (
+                " (a cluster started with `ray start` uses token auth in Ray 2.60: run with"
+                " RAY_AUTH_MODE=token and the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN)"
+                if opts.address
+                else ""
+            )
+            raise RunError(
+                f"cannot {'join Ray at ' + opts.address if opts.address else 'start Ray'}: {first}{hint}"
+            ) from None
         started_ray = True
     run_id = uuid.uuid4().hex[:8]
     seed = scenario.seed
@@ -161,7 +180,7 @@ def run(
                 break
             time.sleep(0.25)
         if p["error"]:
-            raise RuntimeError(f"learner failed: {p['error']}")
+            raise RunError(f"learner failed: {p['error']}")
 
         last = get(registry.latest.remote())
         _wait(lambda: get(evaluator.evaluated.remote()) >= last, opts.settle_timeout_s, "evaluator")
@@ -210,15 +229,19 @@ def run(
     finally:
         if load is not None:
             load.stop()
+        for a in actors[1:]:  # stop the followers before the registry they follow goes away
+            try:
+                get(a.stop.remote())
+            except Exception as exc:
+                log.debug("stop error=%r", exc)
         try:
             serve.delete(APP_NAME)
         except Exception as exc:  # nothing deployed yet
             log.debug("serve.delete error=%r", exc)
-        for a in reversed(actors):  # learner, evaluator, registry: consumers before what they read
+        for a in reversed(actors):
             ray.kill(a)
         if started_ray:
-            serve.shutdown()
-            ray.shutdown()
+            ray.shutdown()  # our own local cluster: Serve goes with it
 
 
 def _write(report: dict[str, Any], out: Path) -> None:

@@ -80,7 +80,9 @@ class EvaluatorActor:
             }
 
     def stop(self) -> None:
+        """Stop following the registry (before the registry goes away)."""
         self._stop.set()
+        self._thread.join(timeout=5.0)
 
     # -- the follower loop ----------------------------------------------------------------
     def _follow(self) -> None:

@@ -95,6 +95,14 @@ def test_requests_never_fail_and_versions_advance(runs: dict, strategy: str) -> 
     assert req["count"] > 50 and req["errors"] == 0, req["by_status"]
     seen = req["versions_seen"]
     assert len(seen) >= 3 and seen[-1] == report["versions_published"]
+    # per replica, in send order, the version never goes backwards
+    by_replica: dict[str, list[int]] = {}
+    for _sent, _ms, status, version, replica in sorted(req["samples"]):
+        assert status == 200
+        by_replica.setdefault(replica, []).append(version)
+    assert len(by_replica) >= 2
+    for versions in by_replica.values():
+        assert versions == sorted(versions) and versions[-1] > versions[0]
 
 
 @pytest.mark.parametrize("strategy", ["naive", "replay"])
