@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 from deploy.runner import RunError
 from deploy.scenario import ScenarioError, builtin_names, load_scenario
+from learner.strategies import STRATEGIES
 
 log = logging.getLogger("olsim")
 
@@ -26,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run a scenario end to end and write a report")
     r.add_argument("scenario", help=f"built-in name ({', '.join(builtin_names())}) or a YAML path")
-    r.add_argument("--strategy", help="override the scenario's strategy (naive, replay)")
+    r.add_argument("--strategy", help=f"override the scenario's strategy ({', '.join(sorted(STRATEGIES))})")
     r.add_argument("--seed", type=int, help="override the scenario's seed")
     r.add_argument("--duration", type=float, help="stop the stream after S seconds (default: run it all)")
     r.add_argument(
@@ -47,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="keep serving and exporting metrics S seconds after the run (for scrapes)",
     )
+    b = sub.add_parser("bench", help="benchmarks")
+    bsub = b.add_subparsers(dest="bench", required=True, parser_class=_Parser)
+    f = bsub.add_parser("forgetting", help="every strategy on split/permuted digits, several seeds")
+    f.add_argument("--strategies", nargs="+", default=sorted(STRATEGIES), metavar="NAME")
+    f.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="N")
+    f.add_argument("--scenarios", nargs="+", default=["split-digits", "permuted-digits"], metavar="NAME")
+    f.add_argument("--out", type=Path, default=Path("docs/results.md"), help="markdown file to update")
+    f.add_argument("--json", type=Path, default=Path("out/bench-forgetting.json"), help="raw results")
     return p
 
 
@@ -133,6 +142,28 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from deploy.bench import bench_forgetting
+
+    for name in args.strategies:
+        if name not in STRATEGIES:
+            raise ScenarioError(f"unknown strategy {name!r}; valid: {', '.join(sorted(STRATEGIES))}")
+    for name in args.scenarios:
+        load_scenario(name)
+    if any(s < 0 for s in args.seeds):
+        raise ScenarioError("--seeds must be >= 0")
+    command = "olsim bench forgetting " + " ".join(
+        ["--strategies", *args.strategies, "--seeds", *map(str, args.seeds), "--scenarios", *args.scenarios]
+    )
+    results = bench_forgetting(args.strategies, args.seeds, args.scenarios, args.out, command)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    print(f"{len(results)} runs; table written to {args.out}, raw results to {args.json}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -142,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "bench":
+            return _bench(args)
     except ScenarioError as exc:
         print(f"olsim: error: {exc}", file=sys.stderr)
         return 2

@@ -210,6 +210,7 @@ def run(
             "bwt": ev["bwt"],
             "fwt": ev["fwt"],
             "forgetting": ev["forgetting"],
+            "task_il": ev["task_il"],
             "versions_published": last,
             "replica_versions": get(registry.replica_versions.remote()),
             "replicas_converged": converged,

@@ -19,12 +19,13 @@ class ReservoirBuffer:
     (torch.Size([2, 2]), torch.Size([2]))
     """
 
-    def __init__(self, capacity: int, n_features: int, seed: int = 0) -> None:
+    def __init__(self, capacity: int, n_features: int, seed: int = 0, n_logits: int = 0) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self.x = torch.zeros(capacity, n_features)
         self.y = torch.zeros(capacity, dtype=torch.long)
+        self.z = torch.zeros(capacity, n_logits)  # stored logits (DER); width 0 when unused
         self.size = 0
         self.seen = 0
         self.rng = np.random.default_rng(seed)
@@ -40,24 +41,36 @@ class ReservoirBuffer:
         j = int(self.rng.integers(self.seen))  # seen already counts this sample
         return j if j < self.capacity else None
 
-    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        for xi, yi in zip(x, y, strict=True):
+    def add(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor | None = None) -> None:
+        for i, (xi, yi) in enumerate(zip(x, y, strict=True)):
             self.seen += 1
             slot = self._slot(int(yi))
             if slot is not None:
                 self.x[slot] = xi
                 self.y[slot] = yi
+                if z is not None:
+                    self.z[slot] = z[i]
+
+    def clear(self) -> None:
+        """Forget every sample (the random stream goes on, so reruns stay identical)."""
+        self.size = 0
+        self.seen = 0
+
+    def sample_index(self, n: int) -> torch.Tensor:
+        """Indices of up to ``n`` distinct stored samples, chosen uniformly."""
+        k = min(n, self.size)
+        return torch.from_numpy(self.rng.choice(self.size, size=k, replace=False)).long()
 
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Up to ``n`` distinct stored samples, chosen uniformly."""
-        k = min(n, self.size)
-        idx = torch.from_numpy(self.rng.choice(self.size, size=k, replace=False)).long()
+        idx = self.sample_index(n)
         return self.x[idx], self.y[idx]
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "x": self.x.clone(),
             "y": self.y.clone(),
+            "z": self.z.clone(),
             "size": self.size,
             "seen": self.seen,
             "rng": self.rng.bit_generator.state,
@@ -68,6 +81,7 @@ class ReservoirBuffer:
             raise ValueError(f"buffer shape {tuple(state['x'].shape)} != {tuple(self.x.shape)}")
         self.x = state["x"].clone()
         self.y = state["y"].clone()
+        self.z = state["z"].clone()
         self.size = int(state["size"])
         self.seen = int(state["seen"])
         self.rng.bit_generator.state = state["rng"]
@@ -99,3 +113,48 @@ class ClassBalancedBuffer(ReservoirBuffer):
             cls = int(largest[int(self.rng.integers(len(largest)))])
             victims = torch.nonzero(self.y == cls).flatten()
         return int(victims[int(self.rng.integers(len(victims)))])
+
+
+class UnboundedMemory:
+    """Keeps every sample it is given (the ``joint`` upper bound); memory grows with the stream.
+
+    >>> m = UnboundedMemory(n_features=2, seed=0)
+    >>> m.add(torch.zeros(3, 2), torch.tensor([0, 1, 2])); len(m), m.sample(5)[1].shape
+    (3, torch.Size([3]))
+    """
+
+    def __init__(self, n_features: int, seed: int = 0, chunk: int = 1024) -> None:
+        self.x = torch.zeros(chunk, n_features)
+        self.y = torch.zeros(chunk, dtype=torch.long)
+        self.size = 0
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        need = self.size + len(y)
+        if need > len(self.y):  # grow geometrically
+            cap = max(need, 2 * len(self.y))
+            self.x = torch.cat([self.x, torch.zeros(cap - len(self.x), self.x.shape[1])])
+            self.y = torch.cat([self.y, torch.zeros(cap - len(self.y), dtype=torch.long)])
+        self.x[self.size : need] = x
+        self.y[self.size : need] = y
+        self.size = need
+
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.from_numpy(self.rng.choice(self.size, size=min(n, self.size), replace=False)).long()
+        return self.x[idx], self.y[idx]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "x": self.x[: self.size].clone(),
+            "y": self.y[: self.size].clone(),
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.x = state["x"].clone()
+        self.y = state["y"].clone()
+        self.size = len(self.y)
+        self.rng.bit_generator.state = state["rng"]

@@ -22,6 +22,7 @@ class VersionEval:
     task_end: bool
     step: int
     accuracies: list[float]  # test accuracy on every task of the scenario, seen or not
+    task_il: list[float] | None = None  # same, predictions restricted to the task's classes
 
     @property
     def seen(self) -> list[float]:
@@ -45,37 +46,51 @@ class Evaluator:
     tasks: list[Task]
     results: dict[int, VersionEval] = field(default_factory=dict)
     rows: dict[int, list[float]] = field(default_factory=dict)
+    rows_task_il: dict[int, list[float]] = field(default_factory=dict)
     baseline: list[float] | None = None
+    baseline_task_il: list[float] | None = None
 
-    def evaluate(self, snapshot: Snapshot) -> list[float]:
+    @property
+    def has_task_il(self) -> bool:
+        """Task-incremental evaluation differs from class-incremental only when tasks own class subsets."""
+        return any(len(t.classes) < len({c for u in self.tasks for c in u.classes}) for t in self.tasks)
+
+    def evaluate(self, snapshot: Snapshot) -> tuple[list[float], list[float] | None]:
         model = snapshot.build()
-        return [accuracy(model, t.test) for t in self.tasks]
+        class_il = [accuracy(model, t.test) for t in self.tasks]
+        task_il = [accuracy(model, t.test, t.classes) for t in self.tasks] if self.has_task_il else None
+        return class_il, task_il
 
     def set_baseline(self, snapshot: Snapshot) -> list[float]:
         """Accuracy of the untrained model (``b`` in the FWT definition)."""
-        self.baseline = self.evaluate(snapshot)
+        self.baseline, self.baseline_task_il = self.evaluate(snapshot)
         return self.baseline
 
     def record(self, version: int, snapshot: Snapshot, published_at: float) -> VersionEval:
         meta = snapshot.meta
+        class_il, task_il = self.evaluate(snapshot)
         result = VersionEval(
             version=version,
             published_at=published_at,
             task=int(meta.get("task", 0)),
             task_end=bool(meta.get("task_end", False)),
             step=int(meta.get("step", 0)),
-            accuracies=self.evaluate(snapshot),
+            accuracies=class_il,
+            task_il=task_il,
         )
         self.results[version] = result
         if result.task_end:
             self.rows[result.task] = result.accuracies
+            if task_il is not None:
+                self.rows_task_il[result.task] = task_il
         return result
 
-    def matrix(self) -> list[list[float]]:
+    def matrix(self, task_il: bool = False) -> list[list[float]]:
         """``R`` over the tasks completed so far, in order (stops at the first missing row)."""
+        rows = self.rows_task_il if task_il else self.rows
         out: list[list[float]] = []
-        while len(out) in self.rows:
-            out.append(self.rows[len(out)])
+        while len(out) in rows:
+            out.append(rows[len(out)])
         return out
 
     def forgetting_now(self, version: int) -> list[float]:
@@ -97,5 +112,7 @@ class Evaluator:
             return None
         return float(np.mean([now.accuracies[j] - rjj for j, rjj in diag]))
 
-    def summary(self) -> dict[str, float | None]:
+    def summary(self, task_il: bool = False) -> dict[str, float | None]:
+        if task_il:
+            return summarize(self.matrix(task_il=True), self.baseline_task_il)
         return summarize(self.matrix(), self.baseline)

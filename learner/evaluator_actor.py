@@ -76,6 +76,11 @@ class EvaluatorActor:
                 "accuracy_matrix": ev.matrix(),
                 "baseline_accuracy": ev.baseline,
                 **ev.summary(),
+                "task_il": (
+                    {"accuracy_matrix": ev.matrix(task_il=True), **ev.summary(task_il=True)}
+                    if ev.has_task_il
+                    else None
+                ),
                 "timeline": [asdict(r) for r in sorted(ev.results.values(), key=lambda r: r.version)],
             }
 

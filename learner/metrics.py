@@ -17,11 +17,20 @@ from stream.tasks import Split
 Matrix = Sequence[Sequence[float]]
 
 
-def accuracy(model: nn.Module, split: Split) -> float:
-    """Fraction of ``split`` that ``model`` classifies correctly."""
+def accuracy(model: nn.Module, split: Split, classes: Sequence[int] | None = None) -> float:
+    """Fraction of ``split`` that ``model`` classifies correctly.
+
+    With ``classes`` the prediction is restricted to those classes (task-incremental evaluation:
+    the task id is known at test time, so only its classes compete).
+    """
     model.eval()
     with torch.inference_mode():
-        pred = model(torch.from_numpy(split.x)).argmax(dim=1).numpy()
+        logits = model(torch.from_numpy(split.x))  # (n, n_classes)
+        if classes is not None:
+            mask = torch.full_like(logits, float("-inf"))
+            mask[:, list(classes)] = 0.0
+            logits = logits + mask
+        pred = logits.argmax(dim=1).numpy()
     return float((pred == split.y).mean())
 
 

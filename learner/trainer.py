@@ -41,7 +41,7 @@ class Trainer:
     def __init__(
         self, model: nn.Module, strategy: Strategy, optimizer: OptimizerConfig | None = None
     ) -> None:
-        self.model = model
+        self.model = model.train()  # stays in train mode; evaluation uses its own copies
         self.strategy = strategy
         cfg = optimizer or OptimizerConfig()
         params = model.parameters()
@@ -52,13 +52,17 @@ class Trainer:
         self.samples = 0
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> StepResult:
-        """Test on the batch, then train on it (plus whatever the strategy adds)."""
-        self.model.train()
-        with torch.no_grad():
-            correct = int((self.model(x).argmax(dim=1) == y).sum())
+        """Test on the batch, then train on it (plus whatever the strategy adds).
+
+        The prepared batch starts with the stream batch (a strategy contract), so the training
+        forward's first ``len(y)`` rows are the pre-update predictions: the prequential test costs
+        no extra forward pass.
+        """
         bx, by = self.strategy.prepare_batch(x, y)
-        loss = nn.functional.cross_entropy(self.model(bx), by)
-        extra = self.strategy.penalty(self.model)
+        logits = self.model(bx)  # (B', n_classes)
+        correct = int((logits[: len(y)].detach().argmax(dim=1) == y).sum().item())
+        loss = nn.functional.cross_entropy(logits, by)
+        extra = self.strategy.penalty(self.model, bx, logits)
         if extra is not None:
             loss = loss + extra
         self.optimizer.zero_grad(set_to_none=True)
@@ -67,7 +71,7 @@ class Trainer:
         self.strategy.after_step(x, y, self.model)
         self.steps += 1
         self.samples += len(y)
-        return StepResult(loss=float(loss.detach()), correct=correct, size=len(y))
+        return StepResult(loss=loss.item(), correct=correct, size=len(y))
 
     def end_task(self, task: int) -> None:
         self.strategy.on_task_end(task, self.model)

@@ -12,6 +12,31 @@ from stream.tasks import Task
 
 
 @dataclass(frozen=True)
+class Batch:
+    """Consecutive events of one task, as arrays (what a learner trains on in one step)."""
+
+    offset: int  # offset of the first event
+    task: int
+    x: np.ndarray  # (B, n_features) float32
+    y: np.ndarray  # (B,) int64
+    t: float  # stream time at which the last event is due
+    seed: int
+    epoch: np.ndarray  # (B,) pass over the task's training split
+    index: np.ndarray  # (B,) row in the task's training split
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def ids(self) -> list[str]:
+        """Event ids, as :meth:`TaskStream.events` gives them (built on demand)."""
+        return [
+            f"s{self.seed}-t{self.task}-e{int(e)}-n{int(i)}"
+            for e, i in zip(self.epoch, self.index, strict=True)
+        ]
+
+
+@dataclass(frozen=True)
 class Event:
     """One labelled sample on the stream.
 
@@ -94,3 +119,39 @@ class TaskStream:
                 )
                 pos += 1
                 offset += 1
+
+    def batches(self, size: int, start: int = 0, stop: int | None = None) -> Iterator[Batch]:
+        """Events ``start <= offset < stop`` grouped ``size`` at a time, never spanning two tasks.
+
+        Same events, ids and order as :meth:`events`; a task's last batch may be shorter.
+        """
+        if size < 1:
+            raise ValueError(f"batch size must be >= 1, got {size}")
+        if start < 0:
+            raise ValueError(f"start offset must be >= 0, got {start}")
+        end = len(self) if stop is None else min(stop, len(self))
+        offset = start
+        while offset < end:
+            task = int(np.searchsorted(self._starts, offset, side="right") - 1)
+            task_start, task_end = int(self._starts[task]), min(int(self._starts[task + 1]), end)
+            split = self.tasks[task].train
+            n = len(split)
+            epochs = range((offset - task_start) // n, (task_end - 1 - task_start) // n + 1)
+            order = np.concatenate([self._order(task, e) for e in epochs])  # (len(epochs) * n,)
+            base = task_start + epochs[0] * n
+            while offset < task_end:
+                hi = min(offset + size, task_end)
+                pos = np.arange(offset - base, hi - base)
+                idx = order[pos]
+                epoch = (offset - task_start + np.arange(hi - offset)) // n
+                yield Batch(
+                    offset=offset,
+                    task=task,
+                    x=split.x[idx],
+                    y=split.y[idx],
+                    t=0.0 if self.rate is None else round((hi - 1) / self.rate, 6),
+                    seed=self.seed,
+                    epoch=epoch,
+                    index=idx,
+                )
+                offset = hi

@@ -1,7 +1,8 @@
 """The strategy interface: a handful of hooks with no-op defaults.
 
 The trainer calls, per step: ``prepare_batch`` (e.g. mix in replayed samples), ``penalty``
-(a regularization term added to the loss, e.g. EWC), ``after_step`` (e.g. fill a buffer,
+(a term added to the loss, given the prepared batch and the model's logits on it: EWC's
+quadratic anchor, LwF's distillation, DER's logit matching), ``after_step`` (e.g. fill a buffer,
 accumulate importances); per task boundary or drift alarm: ``on_task_end`` / ``on_drift``
 (e.g. consolidate). ``export`` returns extra serving state (adapters, a kNN memory) that
 travels with a weight snapshot. A strategy gets the model as an argument and never reaches
@@ -27,11 +28,11 @@ class Strategy:
         self.seed = seed
 
     def prepare_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch to train on, given the batch from the stream."""
+        """The batch to train on, given the batch from the stream; it must start with ``x, y``."""
         return x, y
 
-    def penalty(self, model: nn.Module) -> torch.Tensor | None:
-        """Extra loss term; None for none."""
+    def penalty(self, model: nn.Module, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | None:
+        """Extra loss term for the prepared batch ``x`` with ``logits = model(x)``; None for none."""
         return None
 
     def after_step(self, x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> None:
@@ -53,3 +54,19 @@ class Strategy:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state:
             raise ValueError(f"{self.name}: unexpected state keys {sorted(state)}")
+
+
+def detached_params(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of every trainable parameter, by name."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def quadratic_anchor(
+    model: nn.Module, weight: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor]
+) -> torch.Tensor:
+    """sum_i weight_i * (theta_i - anchor_i)^2 over named parameters (EWC, SI)."""
+    total = torch.zeros(())
+    for n, p in model.named_parameters():
+        if n in weight:
+            total = total + (weight[n] * (p - anchor[n]) ** 2).sum()
+    return total

@@ -7,21 +7,68 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class NaiveConfig(BaseModel):
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NaiveConfig(_Config):
     """Plain fine-tuning on the stream: the lower bound, forgets freely."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["naive"] = "naive"
 
 
-class ReplayConfig(BaseModel):
+class JointConfig(_Config):
+    """Every step also trains on a batch drawn from everything seen so far (unbounded memory)."""
+
+    kind: Literal["joint"] = "joint"
+    replay_batch: int = Field(128, ge=1)
+
+
+class ReplayConfig(_Config):
     """Experience replay from a bounded memory, mixed into every training batch."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["replay"] = "replay"
     buffer_size: int = Field(200, ge=1, le=1_000_000)
     buffer: Literal["reservoir", "class_balanced"] = "reservoir"
     replay_batch: int = Field(32, ge=1)
 
 
-StrategyConfig = Annotated[NaiveConfig | ReplayConfig, Field(discriminator="kind")]
+class DerConfig(_Config):
+    """Dark Experience Replay++ (Buzzega et al. 2020): replays labels and the logits seen at storage."""
+
+    kind: Literal["der"] = "der"
+    buffer_size: int = Field(200, ge=1, le=1_000_000)
+    replay_batch: int = Field(32, ge=1)
+    alpha: float = Field(0.3, ge=0, description="weight of the logit-matching (MSE) term")
+
+
+class EwcConfig(_Config):
+    """Elastic Weight Consolidation (Kirkpatrick et al. 2017); ``online`` keeps one decayed Fisher."""
+
+    kind: Literal["ewc"] = "ewc"
+    lam: float = Field(300.0, ge=0, description="penalty strength")
+    online: bool = False
+    gamma: float = Field(1.0, ge=0, le=1, description="online EWC: decay of the running Fisher")
+    fisher_samples: int = Field(200, ge=1, description="samples of each task kept to estimate its Fisher")
+
+
+class SiConfig(_Config):
+    """Synaptic Intelligence (Zenke et al. 2017): importances from each parameter's path integral."""
+
+    kind: Literal["si"] = "si"
+    c: float = Field(10.0, ge=0, description="penalty strength")
+    xi: float = Field(0.1, gt=0, description="damping in the importance denominator")
+
+
+class LwfConfig(_Config):
+    """Learning without Forgetting (Li & Hoiem 2016): distil the previous task's model on new data."""
+
+    kind: Literal["lwf"] = "lwf"
+    alpha: float = Field(1.0, ge=0, description="weight of the distillation term")
+    temperature: float = Field(2.0, gt=0)
+
+
+StrategyConfig = Annotated[
+    NaiveConfig | JointConfig | ReplayConfig | DerConfig | EwcConfig | SiConfig | LwfConfig,
+    Field(discriminator="kind"),
+]

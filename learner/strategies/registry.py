@@ -5,13 +5,31 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from learner.strategies.base import Strategy
-from learner.strategies.config import NaiveConfig, ReplayConfig
+from learner.strategies.config import (
+    DerConfig,
+    EwcConfig,
+    JointConfig,
+    LwfConfig,
+    NaiveConfig,
+    ReplayConfig,
+    SiConfig,
+)
+from learner.strategies.der import Der
+from learner.strategies.ewc import Ewc
+from learner.strategies.joint import Joint
+from learner.strategies.lwf import Lwf
 from learner.strategies.naive import Naive
 from learner.strategies.replay import Replay
+from learner.strategies.si import Si
 
 STRATEGIES: dict[str, tuple[type[BaseModel], type[Strategy]]] = {
     "naive": (NaiveConfig, Naive),
+    "joint": (JointConfig, Joint),
     "replay": (ReplayConfig, Replay),
+    "der": (DerConfig, Der),
+    "ewc": (EwcConfig, Ewc),
+    "si": (SiConfig, Si),
+    "lwf": (LwfConfig, Lwf),
 }
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from learner.strategies import STRATEGIES
+
 
 def _olsim(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -19,7 +21,7 @@ def _olsim(*args: str) -> subprocess.CompletedProcess[str]:
     ("args", "needle"),
     [
         (["run", "no-such-scenario"], "valid: permuted-digits, split-digits, synthetic"),
-        (["run", "split-digits", "--strategy", "nope"], "valid: naive, replay"),
+        (["run", "split-digits", "--strategy", "nope"], "valid: " + ", ".join(sorted(STRATEGIES))),
         (["run", "split-digits", "--duration", "-1"], "duration_s"),
         (["run", "split-digits", "--seed", "x"], "invalid int value"),
         (["run"], "required: scenario"),

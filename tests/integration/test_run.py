@@ -14,6 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from deploy.bench import run_one
 from deploy.runner import RunOptions, run
 from deploy.scenario import load_scenario
 
@@ -129,6 +130,14 @@ def test_scrape_endpoint_matches_the_report(runs: dict, strategy: str) -> None:
     assert m[("olsim_average_accuracy", ())] == pytest.approx(report["acc"])
     assert m[("olsim_learner_samples_total", ())] == report["learner"]["samples"]
     assert m[("olsim_swap_staleness_seconds_count", ())] >= 2 * 5
+
+
+@pytest.mark.parametrize("strategy", ["naive", "replay"])
+def test_in_process_benchmark_matches_the_served_run(runs: dict, strategy: str) -> None:
+    report, _ = runs[strategy]
+    bench = run_one(_scenario(strategy), SEED)
+    assert bench["class"]["accuracy_matrix"] == report["accuracy_matrix"]
+    assert bench["task"]["accuracy_matrix"] == report["task_il"]["accuracy_matrix"]
 
 
 def test_naive_forgets_replay_much_less(runs: dict) -> None:

@@ -49,3 +49,28 @@ def test_snapshot_rejects_tampering_and_wrong_shapes() -> None:
     other = Snapshot.from_model(build_model(ModelSpec(hidden=8), seed=0))
     with pytest.raises(SnapshotError, match="shape"):
         other.load_into(build_model(ModelSpec(), seed=0))
+
+
+def test_task_incremental_evaluation_masks_to_the_task_classes() -> None:
+    tasks = build_tasks("split-digits", n_tasks=2, seed=0)
+    ev = Evaluator(tasks)
+    assert ev.has_task_il
+    model = build_model(ModelSpec(), seed=0)
+    c0, _c1 = tasks[0].classes
+    other = tasks[1].classes[0]
+    with torch.no_grad():  # a head that always says `other`, and prefers c0 over c1 among task 0's pair
+        model.fc2.weight.zero_()
+        model.fc2.bias.zero_()
+        model.fc2.bias[other] = 100.0
+        model.fc2.bias[c0] = 10.0
+    class_il, task_il = ev.evaluate(Snapshot.from_model(model))
+    assert task_il is not None
+    assert class_il[0] == 0.0
+    assert task_il[0] == pytest.approx(float((tasks[0].test.y == c0).mean()))
+    assert class_il[1] == task_il[1] == pytest.approx(float((tasks[1].test.y == other).mean()))
+
+
+def test_domain_incremental_tasks_have_no_task_il_view() -> None:
+    ev = Evaluator(build_tasks("permuted-digits", n_tasks=2, seed=0))
+    assert not ev.has_task_il
+    assert ev.evaluate(Snapshot.from_model(build_model(ModelSpec(), seed=0)))[1] is None

@@ -56,6 +56,14 @@ def test_registry_entries_are_consistent(name: str) -> None:
     assert strategy_cls.name == name
 
 
+def test_prepared_batch_starts_with_the_stream_batch(name: str) -> None:
+    t = _trainer(name, 0)
+    _feed(t, _batches(150, 6))  # fills memories, crosses a task boundary
+    for x, y, _ in _batches(300, 2):
+        bx, by = t.strategy.prepare_batch(x, y)
+        assert torch.equal(bx[: len(y)], x) and torch.equal(by[: len(y)], y)
+
+
 def test_seeded_determinism(name: str) -> None:
     batches = _batches(200, 10)  # crosses the task 0 -> 1 boundary
     a, b = _trainer(name, 3), _trainer(name, 3)

@@ -55,3 +55,19 @@ def test_bad_stream_args() -> None:
         TaskStream(tasks, rate=0)
     with pytest.raises(ValueError, match="start"):
         next(TaskStream(tasks).events(start=-1))
+
+
+@pytest.mark.parametrize(("start", "size"), [(0, 32), (5, 32), (430, 7), (436, 100), (0, 1)])
+def test_batches_match_events(stream: TaskStream, start: int, size: int) -> None:
+    events = list(stream.events(start=start))
+    batches = list(stream.batches(size, start=start))
+    flat = [(i, b.task, int(y)) for b in batches for i, y in zip(b.ids, b.y, strict=True)]
+    assert flat == [(e.id, e.task, e.y) for e in events]
+    for b in batches:
+        assert 1 <= len(b) <= size and len(set(b.ids)) == len(b)
+        first = next(e for e in events if e.offset == b.offset)
+        np.testing.assert_array_equal(b.x[0], first.x)
+    # a batch never spans a task boundary, and only a task's last batch may be short
+    bounds = {b for _, b in stream.task_bounds()}
+    for b in batches:
+        assert len(b) == size or b.offset + len(b) in bounds

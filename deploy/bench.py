@@ -1,0 +1,212 @@
+"""``olsim bench forgetting``: every strategy, every setting, several seeds, one table.
+
+Runs the learner in-process, with the very same :class:`learner.loop.LearnerLoop` that the Ray
+learner actor runs (so the accuracy matrices equal what ``olsim run`` reports for the same scenario
+and seed), without Serve and without rate limiting. Each (scenario, strategy, seed) runs in a fresh
+process so its peak RSS is its own; in that process a plain torch loop over the same batches is timed
+first, and the strategy's samples/s is reported as a ratio to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.scenario import Scenario, load_scenario
+
+log = logging.getLogger(__name__)
+
+SETTINGS = (  # (scenario, evaluation, label)
+    ("split-digits", "class", "split-digits, class-incremental"),
+    ("split-digits", "task", "split-digits, task-incremental"),
+    ("permuted-digits", "class", "permuted-digits, domain-incremental"),
+)
+START, END = "<!-- olsim bench forgetting: start -->", "<!-- olsim bench forgetting: end -->"
+
+
+def _state_bytes(obj: Any) -> int:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_state_bytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(_state_bytes(v) for v in obj)
+    return 0
+
+
+def raw_loop_samples_per_s(scenario: Scenario, seed: int) -> float:
+    """A plain torch training loop over the same batches: the ceiling a learner can approach."""
+    import torch
+
+    from learner.model import build_model
+
+    stream = scenario.stream.model_copy(update={"rate": None}).build(seed)
+    bs = scenario.learner.batch_size
+    events = list(stream.events())
+    batches = [
+        (
+            torch.from_numpy(np.stack([e.x for e in events[i : i + bs]])),
+            torch.tensor([e.y for e in events[i : i + bs]]),
+        )
+        for i in range(0, len(events), bs)
+    ]
+    model = build_model(scenario.learner.model, seed=seed)
+    opt = torch.optim.Adam(model.parameters(), lr=scenario.learner.optimizer.lr)
+    t0 = time.perf_counter()
+    for x, y in batches:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return len(events) / (time.perf_counter() - t0)
+
+
+def run_one(scenario: Scenario, seed: int) -> dict[str, Any]:
+    """Train ``scenario`` in-process; evaluate the version published at each task end."""
+    import torch
+
+    from learner.evaluator import Evaluator
+    from learner.loop import LearnerLoop
+    from learner.snapshot import Snapshot
+
+    torch.set_num_threads(1)
+    stream = scenario.stream.model_copy(update={"rate": None}).build(seed)
+    evaluator = Evaluator(stream.tasks)
+    eval_s = 0.0
+    count = 0
+
+    def publish(snap: Snapshot) -> int:
+        nonlocal count, eval_s
+        count += 1
+        if snap.meta.get("task_end"):
+            t = time.perf_counter()
+            evaluator.record(count, snap, published_at=0.0)
+            eval_s += time.perf_counter() - t
+        return count
+
+    loop = LearnerLoop(stream, scenario.learner, seed, publish)
+    evaluator.set_baseline(loop.initial)
+    t0 = time.perf_counter()
+    loop.run()
+    train_s = time.perf_counter() - t0 - eval_s
+    return {
+        "class": {"accuracy_matrix": evaluator.matrix(), **evaluator.summary()},
+        "task": (
+            {"accuracy_matrix": evaluator.matrix(task_il=True), **evaluator.summary(task_il=True)}
+            if evaluator.has_task_il
+            else None
+        ),
+        "samples": loop.trainer.samples,
+        "samples_per_s": loop.trainer.samples / train_s,
+        "state_bytes": _state_bytes(loop.trainer.strategy.state_dict()),
+    }
+
+
+def _child(job: tuple[str, str, int]) -> dict[str, Any]:
+    name, strategy, seed = job
+    scenario = load_scenario(name).with_strategy(strategy)
+    raw = statistics.median(raw_loop_samples_per_s(scenario, seed) for _ in range(3))
+    out = run_one(scenario, seed)
+    out.update(
+        scenario=name,
+        strategy=strategy,
+        seed=seed,
+        raw_samples_per_s=raw,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
+    return out
+
+
+def _ms(values: list[float | None], fmt: str = "{:.3f}") -> str:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "n/a"
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return f"{fmt.format(statistics.mean(vals))} ± {fmt.format(sd)}"
+
+
+def render(results: list[dict[str, Any]], seeds: list[int], command: str) -> str:
+    lines = [
+        START,
+        f"Command: `{command}` (seeds {', '.join(map(str, seeds))}; {platform.machine()}, "
+        f"{multiprocessing.cpu_count()} CPUs, torch single-threaded; "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}).",
+        "",
+        "Mean ± std over seeds. samples/s excludes held-out evaluation; `vs raw loop` is the ratio to",
+        "a plain torch loop (Adam, same batches) timed in the same process; `state` is the strategy's own",
+        "tensors (buffers, Fisher, teacher); `peak RSS` is the whole process (Python + torch included).",
+    ]
+    strategies = list(dict.fromkeys(r["strategy"] for r in results))
+    for name, evaluation, label in SETTINGS:
+        rows = [r for r in results if r["scenario"] == name]
+        if not rows:
+            continue
+        lines += [
+            "",
+            f"### {label}",
+            "",
+            "| strategy | ACC | BWT | forgetting | samples/s | vs raw loop | state MB | peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for s in strategies:
+            rs = [r for r in rows if r["strategy"] == s and r[evaluation] is not None]
+            if not rs:
+                continue
+            m = [r[evaluation] for r in rs]
+            lines.append(
+                f"| {s} | {_ms([x['acc'] for x in m])} | {_ms([x['bwt'] for x in m])} | "
+                f"{_ms([x['forgetting'] for x in m])} | {_ms([r['samples_per_s'] for r in rs], '{:.0f}')} | "
+                f"{_ms([r['samples_per_s'] / r['raw_samples_per_s'] for r in rs], '{:.2f}')} | "
+                f"{statistics.mean(r['state_bytes'] for r in rs) / 2**20:.2f} | "
+                f"{statistics.mean(r['peak_rss_mb'] for r in rs):.0f} |"
+            )
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace the benchmark's section of ``path`` (or append it)."""
+    text = path.read_text() if path.exists() else "# Measured results\n"
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n## Strategies compared (`olsim bench forgetting`)\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def bench_forgetting(
+    strategies: list[str], seeds: list[int], scenarios: list[str], out: Path | None, command: str
+) -> list[dict[str, Any]]:
+    jobs = [(sc, st, seed) for sc in scenarios for st in strategies for seed in seeds]
+    results: list[dict[str, Any]] = []
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(processes=1, maxtasksperchild=1) as pool:
+        for i, r in enumerate(pool.imap(_child, jobs), 1):
+            c = r["class"]
+            log.warning(
+                "[%d/%d] %s %s seed=%d acc=%.3f bwt=%+.3f samples/s=%.0f (raw %.0f)",
+                i,
+                len(jobs),
+                r["scenario"],
+                r["strategy"],
+                r["seed"],
+                c["acc"],
+                c["bwt"] or 0.0,
+                r["samples_per_s"],
+                r["raw_samples_per_s"],
+            )
+            results.append(r)
+    if out is not None:
+        write_section(out, render(results, seeds, command))
+    return results

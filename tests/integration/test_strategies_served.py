@@ -1,0 +1,48 @@
+"""Every registered strategy runs through ``olsim run``'s path: Ray learner, registry, Serve, gauges.
+
+A short scenario (2 tasks, 2 passes, unthrottled stream) keeps each run to seconds; naive and replay
+have their full-length runs in test_run.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from deploy.bench import run_one
+from deploy.runner import RunOptions, run
+from deploy.scenario import load_scenario
+from learner.strategies import STRATEGIES
+
+
+def _short(strategy: str) -> Any:
+    s = load_scenario("split-digits").with_strategy(strategy)
+    stream = s.stream.model_copy(update={"n_tasks": 2, "epochs": 2, "rate": 1500.0})
+    return s.model_copy(update={"stream": stream, "seed": 3})
+
+
+@pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - {"naive", "replay"}))
+def test_strategy_runs_served_and_matches_in_process(
+    ray_cluster: None, tmp_path: Path, strategy: str
+) -> None:
+    scraped: dict[tuple[str, str], float] = {}
+
+    def scrape(report: dict[str, Any]) -> None:
+        for fam in text_string_to_metric_families(httpx.get(report["metrics_endpoint"], timeout=10).text):
+            for s in fam.samples:
+                if s.name == "olsim_task_accuracy":
+                    scraped[(s.name, s.labels["task"])] = s.value
+
+    scenario = _short(strategy)
+    report = run(scenario, RunOptions(report_dir=tmp_path, metrics_port=0, load_rps=30.0), on_finished=scrape)
+    assert report["strategy"] == strategy and report["tasks_completed"] == 2
+    assert report["replicas_converged"] and report["requests"]["errors"] == 0
+    assert set(report["replica_versions"].values()) == {report["versions_published"]}
+    for task, acc in enumerate(report["accuracy_matrix"][-1]):
+        assert scraped[("olsim_task_accuracy", str(task))] == pytest.approx(acc)
+    # the in-process benchmark trains the same model: same matrix, exactly
+    assert run_one(scenario, scenario.seed)["class"]["accuracy_matrix"] == report["accuracy_matrix"]
