@@ -55,6 +55,7 @@ class ReservoirBuffer:
         """Forget every sample (the random stream goes on, so reruns stay identical)."""
         self.size = 0
         self.seen = 0
+        self._counts: dict[int, int] | None = None
 
     def sample_index(self, n: int) -> torch.Tensor:
         """Indices of up to ``n`` distinct stored samples, chosen uniformly."""
@@ -85,6 +86,7 @@ class ReservoirBuffer:
         self.size = int(state["size"])
         self.seen = int(state["seen"])
         self.rng.bit_generator.state = state["rng"]
+        self._counts = None
 
 
 class ClassBalancedBuffer(ReservoirBuffer):
@@ -97,22 +99,33 @@ class ClassBalancedBuffer(ReservoirBuffer):
     """
 
     def _slot(self, label: int) -> int | None:
+        counts = self._class_counts()
         if self.size < self.capacity:
             self.size += 1
+            counts[label] = counts.get(label, 0) + 1
             return self.size - 1
-        labels, counts = torch.unique(self.y, return_counts=True)
-        largest = labels[counts == counts.max()]
-        own = int((self.y == label).sum())
-        if label in largest.tolist() and own == int(counts.max()):
-            # Our class is already the largest: reservoir-sample within the class.
-            j = int(self.rng.integers(self.seen))
-            if j >= self.capacity:
+        most = max(counts.values())
+        if counts.get(label, 0) == most:
+            # Our class is (one of) the largest: reservoir-sample within the class.
+            if int(self.rng.integers(self.seen)) >= self.capacity:
                 return None
-            victims = torch.nonzero(self.y == label).flatten()
+            victim_class = label
         else:
-            cls = int(largest[int(self.rng.integers(len(largest)))])
-            victims = torch.nonzero(self.y == cls).flatten()
+            largest = sorted(c for c, n in counts.items() if n == most)
+            victim_class = largest[int(self.rng.integers(len(largest)))]
+        victims = torch.nonzero(self.y[: self.size] == victim_class).flatten()
+        counts[victim_class] -= 1
+        counts[label] = counts.get(label, 0) + 1
         return int(victims[int(self.rng.integers(len(victims)))])
+
+    def _class_counts(self) -> dict[int, int]:
+        # Derived from the stored labels once, then kept in step with every write (not state).
+        cached: dict[int, int] | None = getattr(self, "_counts", None)
+        if cached is None or sum(cached.values()) != self.size:
+            labels, n = torch.unique(self.y[: self.size], return_counts=True)
+            cached = dict(zip(labels.tolist(), n.tolist(), strict=True))
+            self._counts = cached
+        return cached
 
 
 class UnboundedMemory:

@@ -58,7 +58,11 @@ class Evaluator:
     def evaluate(self, snapshot: Snapshot) -> tuple[list[float], list[float] | None]:
         model = snapshot.build()
         class_il = [accuracy(model, t.test) for t in self.tasks]
-        task_il = [accuracy(model, t.test, t.classes) for t in self.tasks] if self.has_task_il else None
+        task_il = (
+            [accuracy(model, t.test, t.classes, task=t.index) for t in self.tasks]
+            if self.has_task_il
+            else None
+        )
         return class_il, task_il
 
     def set_baseline(self, snapshot: Snapshot) -> list[float]:

@@ -106,6 +106,7 @@ class LearnerLoop:
     def _publish(self, task_end: bool) -> None:
         snap = Snapshot.from_model(
             self.trainer.model,
+            extras=self.trainer.strategy.export(),
             task=int(self.task or 0),
             task_end=task_end,
             step=self.trainer.steps,

@@ -17,15 +17,19 @@ from stream.tasks import Split
 Matrix = Sequence[Sequence[float]]
 
 
-def accuracy(model: nn.Module, split: Split, classes: Sequence[int] | None = None) -> float:
+def accuracy(
+    model: nn.Module, split: Split, classes: Sequence[int] | None = None, task: int | None = None
+) -> float:
     """Fraction of ``split`` that ``model`` classifies correctly.
 
     With ``classes`` the prediction is restricted to those classes (task-incremental evaluation:
-    the task id is known at test time, so only its classes compete).
+    the task id is known at test time, so only its classes compete). ``task`` is passed on to models
+    that take one (a served model may route by it).
     """
     model.eval()
     with torch.inference_mode():
-        logits = model(torch.from_numpy(split.x))  # (n, n_classes)
+        x = torch.from_numpy(split.x)
+        logits = model(x) if task is None else model(x, task=task)  # (n, n_classes)
         if classes is not None:
             mask = torch.full_like(logits, float("-inf"))
             mask[:, list(classes)] = 0.0

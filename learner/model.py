@@ -33,9 +33,11 @@ class MLP(nn.Module):
         self.fc1 = nn.Linear(spec.in_features, spec.hidden)
         self.fc2 = nn.Linear(spec.hidden, spec.n_classes)
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc1(x))  # (B, hidden)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.fc1(x))  # (B, hidden)
-        return self.fc2(h)  # (B, n_classes) logits
+        return self.fc2(self.embed(x))  # (B, n_classes) logits
 
 
 def build_model(spec: ModelSpec, seed: int | None = None) -> MLP:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from learner.model import ModelSpec, build_model
+from learner.served import ServedModel
 
 
 class SnapshotError(ValueError):
@@ -47,18 +48,24 @@ class Snapshot:
     tensors: dict[str, np.ndarray]
     checksum: str
     meta: dict[str, float | int | str | bool] = field(default_factory=dict)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # strategy serving state (kNN memory, ...)
 
     @classmethod
-    def from_model(cls, model: nn.Module, **meta: float | int | str | bool) -> Snapshot:
+    def from_model(
+        cls, model: nn.Module, extras: dict[str, np.ndarray] | None = None, **meta: float | int | str | bool
+    ) -> Snapshot:
         spec = getattr(model, "spec", None)
         if not isinstance(spec, ModelSpec):
             raise TypeError("model has no ModelSpec in .spec")
         tensors = {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
-        return cls(spec=spec, tensors=tensors, checksum=checksum(tensors), meta=dict(meta))
+        extras = {k: np.array(v, copy=True) for k, v in (extras or {}).items()}
+        return cls(
+            spec=spec, tensors=tensors, checksum=_digest(tensors, extras), meta=dict(meta), extras=extras
+        )
 
     def verify(self) -> None:
         """Raise :class:`SnapshotError` if the tensors do not match the checksum."""
-        if checksum(self.tensors) != self.checksum:
+        if _digest(self.tensors, self.extras) != self.checksum:
             raise SnapshotError("snapshot checksum mismatch")
 
     def load_into(self, model: nn.Module) -> None:
@@ -72,8 +79,12 @@ class Snapshot:
                 raise SnapshotError(f"{name}: shape {self.tensors[name].shape} != {tuple(value.shape)}")
         model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.tensors.items()})
 
-    def build(self) -> nn.Module:
-        """A fresh model of this snapshot's spec, holding its weights, in eval mode."""
+    def build(self) -> ServedModel:
+        """What a replica serves: a fresh network with these weights plus the exported extras."""
         model = build_model(self.spec)
         self.load_into(model)
-        return model.eval()
+        return ServedModel(model, {k: torch.from_numpy(np.array(v)) for k, v in self.extras.items()}).eval()
+
+
+def _digest(tensors: dict[str, np.ndarray], extras: dict[str, np.ndarray]) -> str:
+    return checksum({**tensors, **{f"extra/{k}": v for k, v in extras.items()}})

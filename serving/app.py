@@ -77,7 +77,7 @@ class Predictor:
         if served is None:
             raise HTTPException(503, "no model version has been published yet")
         with torch.inference_mode():
-            pred = served.model(torch.tensor(rows, dtype=torch.float32)).argmax(dim=1)
+            pred = served.model(torch.tensor(rows, dtype=torch.float32), task=request.task).argmax(dim=1)
         response.headers["x-olsim-replica"] = self.replica
         return PredictResponse(predictions=pred.tolist(), model_version=served.version)
 

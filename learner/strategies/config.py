@@ -68,7 +68,18 @@ class LwfConfig(_Config):
     temperature: float = Field(2.0, gt=0)
 
 
+class KnnConfig(_Config):
+    """Retrieval over learning: a bounded (embedding, label) memory that replicas read at query time."""
+
+    kind: Literal["knn"] = "knn"
+    memory_size: int = Field(1000, ge=1, le=1_000_000)
+    k: int = Field(5, ge=1)
+    embedding: Literal["network", "input"] = Field(
+        "input", description="keys: the raw input, or the network's hidden layer (trained on the stream)"
+    )
+
+
 StrategyConfig = Annotated[
-    NaiveConfig | JointConfig | ReplayConfig | DerConfig | EwcConfig | SiConfig | LwfConfig,
+    NaiveConfig | JointConfig | ReplayConfig | DerConfig | EwcConfig | SiConfig | LwfConfig | KnnConfig,
     Field(discriminator="kind"),
 ]

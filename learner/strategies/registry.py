@@ -9,6 +9,7 @@ from learner.strategies.config import (
     DerConfig,
     EwcConfig,
     JointConfig,
+    KnnConfig,
     LwfConfig,
     NaiveConfig,
     ReplayConfig,
@@ -17,6 +18,7 @@ from learner.strategies.config import (
 from learner.strategies.der import Der
 from learner.strategies.ewc import Ewc
 from learner.strategies.joint import Joint
+from learner.strategies.knn import Knn
 from learner.strategies.lwf import Lwf
 from learner.strategies.naive import Naive
 from learner.strategies.replay import Replay
@@ -30,6 +32,7 @@ STRATEGIES: dict[str, tuple[type[BaseModel], type[Strategy]]] = {
     "ewc": (EwcConfig, Ewc),
     "si": (SiConfig, Si),
     "lwf": (LwfConfig, Lwf),
+    "knn": (KnnConfig, Knn),
 }
 
 

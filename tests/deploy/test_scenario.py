@@ -20,7 +20,7 @@ def test_with_strategy_swaps_config_and_keeps_same_kind() -> None:
     r = s.with_strategy("replay")
     assert r.learner.strategy.kind == "replay" and s.learner.strategy.kind == "naive"
     assert r.with_strategy("replay") is r
-    with pytest.raises(ScenarioError, match="valid: der, ewc, joint, lwf, naive, replay, si"):
+    with pytest.raises(ScenarioError, match="valid: der, ewc, joint, knn, lwf, naive, replay, si"):
         s.with_strategy("ewc-typo")
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 
 from learner.model import ModelSpec, build_model
+from learner.served import ServedModel
 from learner.snapshot import Snapshot
 from learner.strategies import STRATEGIES, make_strategy
 from learner.trainer import Trainer
@@ -86,10 +88,11 @@ def test_state_round_trip_mid_run(name: str) -> None:
 def test_export_loads_into_serving_model_and_predicts_identically(name: str) -> None:
     t = _trainer(name, 0)
     _feed(t, _batches(0, 8))
-    snap = Snapshot.from_model(t.model, task=0, step=t.steps)
-    served = snap.build()
-    x = torch.from_numpy(TASKS[0].test.x)
-    t.model.eval()
+    extras = t.strategy.export()
+    snap = Snapshot.from_model(t.model, extras=extras, task=0, step=t.steps)
+    served = snap.build()  # what a replica builds from the arrays alone
+    learner_copy = ServedModel(t.model, {k: torch.from_numpy(v) for k, v in extras.items()})
+    x = torch.from_numpy(np.concatenate([TASKS[0].test.x, TASKS[1].test.x]))
     with torch.no_grad():
-        assert torch.equal(served(x), t.model(x))
-    assert isinstance(t.strategy.export(), dict)
+        for task in (None, 0, 1):
+            assert torch.equal(served(x, task=task), learner_copy(x, task=task))
