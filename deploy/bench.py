@@ -106,6 +106,7 @@ def run_one(scenario: Scenario, seed: int) -> dict[str, Any]:
             if evaluator.has_task_il
             else None
         ),
+        "routing_accuracy": evaluator.routing_accuracy(),
         "samples": loop.trainer.samples,
         "samples_per_s": loop.trainer.samples / train_s,
         "state_bytes": _state_bytes(loop.trainer.strategy.state_dict()),

@@ -211,6 +211,7 @@ def run(
             "fwt": ev["fwt"],
             "forgetting": ev["forgetting"],
             "task_il": ev["task_il"],
+            "routing_accuracy": ev["routing_accuracy"],
             "versions_published": last,
             "replica_versions": get(registry.replica_versions.remote()),
             "replicas_converged": converged,

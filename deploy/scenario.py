@@ -6,7 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from learner.config import LearnerConfig
 from learner.strategies import STRATEGIES
@@ -28,15 +28,23 @@ class Scenario(BaseModel):
     learner: LearnerConfig = LearnerConfig()
     serving: ServeConfig = ServeConfig()
 
+    @model_validator(mode="after")
+    def _model_fits_strategy(self) -> Scenario:
+        """Let the strategy shape the model (``lora``: one adapter set per task)."""
+        cls = STRATEGIES[self.learner.strategy.kind][1]
+        model = cls.fit_model(self.learner.model, self.stream.n_tasks)
+        if model != self.learner.model:
+            self.learner = self.learner.model_copy(update={"model": model})
+        return self
+
     def with_strategy(self, name: str) -> Scenario:
         """This scenario with strategy ``name`` (its own settings if it already uses that kind)."""
         if name not in STRATEGIES:
             raise ScenarioError(f"unknown strategy {name!r}; valid: {', '.join(sorted(STRATEGIES))}")
         if self.learner.strategy.kind == name:
             return self
-        config = STRATEGIES[name][0]()
-        learner = self.learner.model_copy(update={"strategy": config})
-        return self.model_copy(update={"learner": learner})
+        learner = self.learner.model_copy(update={"strategy": STRATEGIES[name][0]()})
+        return Scenario.model_validate({**self.model_dump(), "learner": learner.model_dump()})
 
 
 def builtin_names() -> list[str]:

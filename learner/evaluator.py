@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from learner.metrics import accuracy, summarize
 from learner.snapshot import Snapshot
@@ -23,6 +24,7 @@ class VersionEval:
     step: int
     accuracies: list[float]  # test accuracy on every task of the scenario, seen or not
     task_il: list[float] | None = None  # same, predictions restricted to the task's classes
+    routing: list[float] | None = None  # fraction of each task's test rows routed to that task
 
     @property
     def seen(self) -> list[float]:
@@ -56,14 +58,23 @@ class Evaluator:
         return any(len(t.classes) < len({c for u in self.tasks for c in u.classes}) for t in self.tasks)
 
     def evaluate(self, snapshot: Snapshot) -> tuple[list[float], list[float] | None]:
+        class_il, task_il, _ = self._evaluate(snapshot)
+        return class_il, task_il
+
+    def _evaluate(self, snapshot: Snapshot) -> tuple[list[float], list[float] | None, list[float] | None]:
         model = snapshot.build()
         class_il = [accuracy(model, t.test) for t in self.tasks]
-        task_il = (
-            [accuracy(model, t.test, t.classes, task=t.index) for t in self.tasks]
-            if self.has_task_il
-            else None
-        )
-        return class_il, task_il
+        task_il = None
+        if self.has_task_il:
+            task_il = [accuracy(model, t.test, t.classes, task=t.index) for t in self.tasks]
+        routing = None
+        if model.protos is not None:
+            with torch.inference_mode():
+                routing = [
+                    float((model.route(torch.from_numpy(t.test.x)) == t.index).float().mean())
+                    for t in self.tasks
+                ]
+        return class_il, task_il, routing
 
     def set_baseline(self, snapshot: Snapshot) -> list[float]:
         """Accuracy of the untrained model (``b`` in the FWT definition)."""
@@ -72,7 +83,7 @@ class Evaluator:
 
     def record(self, version: int, snapshot: Snapshot, published_at: float) -> VersionEval:
         meta = snapshot.meta
-        class_il, task_il = self.evaluate(snapshot)
+        class_il, task_il, routing = self._evaluate(snapshot)
         result = VersionEval(
             version=version,
             published_at=published_at,
@@ -81,6 +92,7 @@ class Evaluator:
             step=int(meta.get("step", 0)),
             accuracies=class_il,
             task_il=task_il,
+            routing=routing,
         )
         self.results[version] = result
         if result.task_end:
@@ -115,6 +127,15 @@ class Evaluator:
         if not diag:
             return None
         return float(np.mean([now.accuracies[j] - rjj for j, rjj in diag]))
+
+    def routing_accuracy(self) -> float | None:
+        """Task routing accuracy of the last task-end version, over the tasks seen by then."""
+        ends = [r for r in self.results.values() if r.task_end and r.routing is not None]
+        if not ends:
+            return None
+        last = max(ends, key=lambda r: r.version)
+        assert last.routing is not None
+        return float(np.mean(last.routing[: last.task + 1]))
 
     def summary(self, task_il: bool = False) -> dict[str, float | None]:
         if task_il:

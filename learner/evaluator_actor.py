@@ -81,6 +81,7 @@ class EvaluatorActor:
                     if ev.has_task_il
                     else None
                 ),
+                "routing_accuracy": ev.routing_accuracy(),
                 "timeline": [asdict(r) for r in sorted(ev.results.values(), key=lambda r: r.version)],
             }
 

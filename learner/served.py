@@ -2,7 +2,9 @@
 
 ``ServedModel(x, task)`` returns class scores (B, n_classes). With no extras it is the network's
 logits; with a kNN memory (``knn.x``, ``knn.y``) it is the neighbour vote in the network's embedding
-space, the memory read at query time ("retrieval over learning").
+space, the memory read at query time ("retrieval over learning"). A network with per-task adapters
+uses the request's task, or, without one, routes each row to the task of its nearest exported class
+prototype (``route.protos``, ``route.tasks``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import torch
 from torch import nn
 
 KNN_X, KNN_Y, KNN_K, KNN_EMBED = "knn.x", "knn.y", "knn.k", "knn.embed"
+ROUTE_PROTOS, ROUTE_TASKS = "route.protos", "route.tasks"
 
 
 class ServedModel(nn.Module):
@@ -28,6 +31,13 @@ class ServedModel(nn.Module):
         super().__init__()
         self.net = net.eval()
         extras = extras or {}
+        spec = getattr(net, "spec", None)
+        self.adapters = int(getattr(spec, "adapters", 0))
+        self.protos: torch.Tensor | None = None
+        if ROUTE_PROTOS in extras:
+            self.protos = nn.functional.normalize(extras[ROUTE_PROTOS].float(), dim=1)  # (P, n_features)
+            self.proto_tasks: torch.Tensor = extras[ROUTE_TASKS].long()  # (P,)
+        self.n_classes = int(getattr(spec, "n_classes", 0))
         self.knn = KNN_X in extras
         if self.knn:
             self.k = int(extras[KNN_K].reshape(-1)[0])
@@ -44,11 +54,27 @@ class ServedModel(nn.Module):
         h = embed(x) if self.use_net and callable(embed) else x
         return nn.functional.normalize(h, dim=1)
 
+    def route(self, x: torch.Tensor) -> torch.Tensor:
+        """Task of each row (B,): nearest class prototype by cosine similarity; task 0 before any exist."""
+        if self.protos is None:
+            return torch.zeros(len(x), dtype=torch.long)
+        sim = nn.functional.normalize(x, dim=1) @ self.protos.T  # (B, P)
+        return self.proto_tasks[sim.argmax(dim=1)]
+
     def forward(self, x: torch.Tensor, task: int | None = None) -> torch.Tensor:
-        if not self.knn:
+        if self.knn:
+            with torch.no_grad():  # a vote is not differentiable
+                return self._vote(x)
+        if not self.adapters:
             return self.net(x)  # (B, n_classes)
-        with torch.no_grad():  # a vote is not differentiable
-            return self._vote(x)
+        if task is not None:
+            return self.net(x, task=task)
+        tasks = self.route(x)
+        out = torch.empty(len(x), self.n_classes)
+        for t in torch.unique(tasks).tolist():
+            rows = tasks == t
+            out[rows] = self.net(x[rows], task=t)
+        return out
 
     def _vote(self, x: torch.Tensor) -> torch.Tensor:
         q = self._embed(x)  # (B, D)

@@ -76,8 +76,11 @@ class Predictor:
         served = self.follower.served  # read once: this request uses one version throughout
         if served is None:
             raise HTTPException(503, "no model version has been published yet")
-        with torch.inference_mode():
-            pred = served.model(torch.tensor(rows, dtype=torch.float32), task=request.task).argmax(dim=1)
+        try:
+            with torch.inference_mode():
+                pred = served.model(torch.tensor(rows, dtype=torch.float32), task=request.task).argmax(dim=1)
+        except ValueError as exc:  # e.g. a task id the served model has no adapter for
+            raise _invalid(("body", "task"), str(exc)) from None
         response.headers["x-olsim-replica"] = self.replica
         return PredictResponse(predictions=pred.tolist(), model_version=served.version)
 

@@ -18,9 +18,16 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from learner.model import ModelSpec
+
 
 class Strategy:
     name: ClassVar[str] = "base"
+
+    @classmethod
+    def fit_model(cls, spec: ModelSpec, n_tasks: int) -> ModelSpec:
+        """The model spec this strategy needs for ``n_tasks`` tasks (default: as given)."""
+        return spec
 
     def __init__(self, config: BaseModel, *, n_features: int, seed: int = 0) -> None:
         self.config = config

@@ -79,7 +79,25 @@ class KnnConfig(_Config):
     )
 
 
+class LoraConfig(_Config):
+    """Parameter isolation: frozen base after the first task, per-task low-rank adapters, task routing.
+
+    The adapter count and rank live on the model spec (``learner.model.adapters``/``lora_rank``);
+    choosing ``lora`` sets ``adapters`` to the scenario's task count when it is 0.
+    """
+
+    kind: Literal["lora"] = "lora"
+
+
 StrategyConfig = Annotated[
-    NaiveConfig | JointConfig | ReplayConfig | DerConfig | EwcConfig | SiConfig | LwfConfig | KnnConfig,
+    NaiveConfig
+    | JointConfig
+    | ReplayConfig
+    | DerConfig
+    | EwcConfig
+    | SiConfig
+    | LwfConfig
+    | KnnConfig
+    | LoraConfig,
     Field(discriminator="kind"),
 ]

@@ -10,6 +10,7 @@ from learner.strategies.config import (
     EwcConfig,
     JointConfig,
     KnnConfig,
+    LoraConfig,
     LwfConfig,
     NaiveConfig,
     ReplayConfig,
@@ -19,6 +20,7 @@ from learner.strategies.der import Der
 from learner.strategies.ewc import Ewc
 from learner.strategies.joint import Joint
 from learner.strategies.knn import Knn
+from learner.strategies.lora import Lora
 from learner.strategies.lwf import Lwf
 from learner.strategies.naive import Naive
 from learner.strategies.replay import Replay
@@ -33,6 +35,7 @@ STRATEGIES: dict[str, tuple[type[BaseModel], type[Strategy]]] = {
     "si": (SiConfig, Si),
     "lwf": (LwfConfig, Lwf),
     "knn": (KnnConfig, Knn),
+    "lora": (LoraConfig, Lora),
 }
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from deploy.scenario import ScenarioError, builtin_names, load_scenario
+from learner.strategies import STRATEGIES
 
 
 def test_builtins_load_and_validate() -> None:
@@ -20,8 +21,21 @@ def test_with_strategy_swaps_config_and_keeps_same_kind() -> None:
     r = s.with_strategy("replay")
     assert r.learner.strategy.kind == "replay" and s.learner.strategy.kind == "naive"
     assert r.with_strategy("replay") is r
-    with pytest.raises(ScenarioError, match="valid: der, ewc, joint, knn, lwf, naive, replay, si"):
+    with pytest.raises(ScenarioError, match="valid: " + ", ".join(sorted(STRATEGIES))):
         s.with_strategy("ewc-typo")
+
+
+def test_lora_gets_one_adapter_set_per_task() -> None:
+    s = load_scenario("split-digits")
+    assert s.learner.model.adapters == 0
+    assert s.with_strategy("lora").learner.model.adapters == s.stream.n_tasks
+
+
+def test_lora_with_too_few_adapters_is_rejected(tmp_path: Path) -> None:
+    p = tmp_path / "lora.yaml"
+    p.write_text("name: x\nstream: {n_tasks: 5}\nlearner: {strategy: {kind: lora}, model: {adapters: 2}}\n")
+    with pytest.raises(ScenarioError, match=r"adapters=2 < stream\.n_tasks=5"):
+        load_scenario(str(p))
 
 
 @pytest.mark.parametrize(

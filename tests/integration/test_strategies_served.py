@@ -30,8 +30,12 @@ def test_strategy_runs_served_and_matches_in_process(
     ray_cluster: None, tmp_path: Path, strategy: str
 ) -> None:
     scraped: dict[tuple[str, str], float] = {}
+    answers: dict[str, httpx.Response] = {}
 
     def scrape(report: dict[str, Any]) -> None:
+        url = "http://127.0.0.1:8000/predict"
+        answers["task"] = httpx.post(url, json={"inputs": [[0.1] * 64], "task": 1}, timeout=10)
+        answers["bad task"] = httpx.post(url, json={"inputs": [[0.1] * 64], "task": 99}, timeout=10)
         for fam in text_string_to_metric_families(httpx.get(report["metrics_endpoint"], timeout=10).text):
             for s in fam.samples:
                 if s.name == "olsim_task_accuracy":
@@ -44,5 +48,13 @@ def test_strategy_runs_served_and_matches_in_process(
     assert set(report["replica_versions"].values()) == {report["versions_published"]}
     for task, acc in enumerate(report["accuracy_matrix"][-1]):
         assert scraped[("olsim_task_accuracy", str(task))] == pytest.approx(acc)
+    assert answers["task"].status_code == 200
+    if strategy == "lora":  # the only served model with per-task parts: an unknown task is the caller's error
+        assert (
+            answers["bad task"].status_code == 422 and "out of range" in answers["bad task"].json()["detail"]
+        )
+        assert report["routing_accuracy"] is not None and report["routing_accuracy"] > 0.5
+    else:
+        assert answers["bad task"].status_code == 200
     # the in-process benchmark trains the same model: same matrix, exactly
     assert run_one(scenario, scenario.seed)["class"]["accuracy_matrix"] == report["accuracy_matrix"]

@@ -32,9 +32,10 @@ def _batches(start: int, n: int, size: int = 16) -> list[tuple[torch.Tensor, tor
 
 
 def _trainer(name: str, seed: int) -> Trainer:
-    config = STRATEGIES[name][0]()
-    strategy = make_strategy(config, n_features=64, seed=seed)
-    return Trainer(build_model(ModelSpec(), seed=seed), strategy)
+    config_cls, strategy_cls = STRATEGIES[name]
+    strategy = make_strategy(config_cls(), n_features=64, seed=seed)
+    spec = strategy_cls.fit_model(ModelSpec(), n_tasks=len(TASKS))
+    return Trainer(build_model(spec, seed=seed), strategy)
 
 
 def _feed(t: Trainer, batches: list[tuple[torch.Tensor, torch.Tensor, int]]) -> list[float]:
