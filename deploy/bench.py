@@ -24,11 +24,20 @@ from deploy.scenario import Scenario, load_scenario
 
 log = logging.getLogger(__name__)
 
-SETTINGS = (  # (scenario, evaluation, label)
-    ("split-digits", "class", "split-digits, class-incremental"),
-    ("split-digits", "task", "split-digits, task-incremental"),
-    ("permuted-digits", "class", "permuted-digits, domain-incremental"),
+SETTINGS = (  # (scenario, evaluation, boundaries, label)
+    ("split-digits", "class", "announced", "split-digits, class-incremental"),
+    ("split-digits", "task", "announced", "split-digits, task-incremental"),
+    ("permuted-digits", "class", "announced", "permuted-digits, domain-incremental"),
+    ("split-digits", "class", "detected", "split-digits, class-incremental, task-free (boundaries detected)"),
+    (
+        "permuted-digits",
+        "class",
+        "detected",
+        "permuted-digits, domain-incremental, task-free (boundaries detected)",
+    ),
 )
+# Strategies whose behaviour depends on task boundaries also run task-free (naive as the reference).
+TASK_FREE = ("naive", "ewc", "si", "lwf", "lora")
 START, END = "<!-- olsim bench forgetting: start -->", "<!-- olsim bench forgetting: end -->"
 
 
@@ -107,21 +116,26 @@ def run_one(scenario: Scenario, seed: int) -> dict[str, Any]:
             else None
         ),
         "routing_accuracy": evaluator.routing_accuracy(),
+        "drifts": list(loop.drifts),
         "samples": loop.trainer.samples,
         "samples_per_s": loop.trainer.samples / train_s,
         "state_bytes": _state_bytes(loop.trainer.strategy.state_dict()),
     }
 
 
-def _child(job: tuple[str, str, int]) -> dict[str, Any]:
-    name, strategy, seed = job
+def _child(job: tuple[str, str, int, str]) -> dict[str, Any]:
+    name, strategy, seed, boundaries = job
     scenario = load_scenario(name).with_strategy(strategy)
+    learner = scenario.learner.model_copy(update={"boundaries": boundaries})
+    scenario = scenario.model_copy(update={"learner": learner})
     raw = statistics.median(raw_loop_samples_per_s(scenario, seed) for _ in range(3))
     out = run_one(scenario, seed)
     out.update(
         scenario=name,
         strategy=strategy,
         seed=seed,
+        boundaries=boundaries,
+        true_boundaries=[b for _, b in scenario.stream.build(seed).task_bounds()][:-1],
         raw_samples_per_s=raw,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )
@@ -136,6 +150,13 @@ def _ms(values: list[float | None], fmt: str = "{:.3f}") -> str:
     return f"{fmt.format(statistics.mean(vals))} ± {fmt.format(sd)}"
 
 
+def _delay(alarms: list[int], truth: list[int]) -> float | None:
+    """Mean samples from each true boundary to the first alarm after it (None if none came)."""
+    lags = [min((a - b for a in alarms if a >= b), default=None) for b in truth]
+    found = [x for x in lags if x is not None]
+    return statistics.mean(found) if found else None
+
+
 def render(results: list[dict[str, Any]], seeds: list[int], command: str) -> str:
     lines = [
         START,
@@ -146,30 +167,42 @@ def render(results: list[dict[str, Any]], seeds: list[int], command: str) -> str
         "Mean ± std over seeds. samples/s excludes held-out evaluation; `vs raw loop` is the ratio to",
         "a plain torch loop (Adam, same batches) timed in the same process; `state` is the strategy's own",
         "tensors (buffers, Fisher, teacher); `peak RSS` is the whole process (Python + torch included).",
+        "`routing` (lora) is the share of test rows routed to their own task's adapter without a task id.",
+        "Task-free runs: the stream announces no boundaries; a Page-Hinkley test on the prequential error",
+        "calls `on_drift`; `drift delay` is the mean lag (in samples) of the alarms behind the true",
+        "boundaries, `alarms` their count (4 true boundaries).",
     ]
     strategies = list(dict.fromkeys(r["strategy"] for r in results))
-    for name, evaluation, label in SETTINGS:
-        rows = [r for r in results if r["scenario"] == name]
+    for name, evaluation, boundaries, label in SETTINGS:
+        rows = [r for r in results if r["scenario"] == name and r["boundaries"] == boundaries]
         if not rows:
             continue
+        task_free = boundaries == "detected"
+        extra = " alarms | drift delay |" if task_free else " routing |"
         lines += [
             "",
             f"### {label}",
             "",
-            "| strategy | ACC | BWT | forgetting | samples/s | vs raw loop | state MB | peak RSS MB |",
-            "|---|---|---|---|---|---|---|---|",
+            "| strategy | ACC | BWT | forgetting | samples/s | vs raw loop | state MB | peak RSS MB |"
+            + extra,
+            "|---|---|---|---|---|---|---|---|---|" + ("---|" if task_free else ""),
         ]
         for s in strategies:
             rs = [r for r in rows if r["strategy"] == s and r[evaluation] is not None]
             if not rs:
                 continue
             m = [r[evaluation] for r in rs]
+            if task_free:
+                delays = [_delay(r["drifts"], r["true_boundaries"]) for r in rs]
+                tail = f" {_ms([float(len(r['drifts'])) for r in rs], '{:.1f}')} | {_ms(delays, '{:.0f}')} |"
+            else:
+                tail = f" {_ms([r['routing_accuracy'] for r in rs])} |"
             lines.append(
                 f"| {s} | {_ms([x['acc'] for x in m])} | {_ms([x['bwt'] for x in m])} | "
                 f"{_ms([x['forgetting'] for x in m])} | {_ms([r['samples_per_s'] for r in rs], '{:.0f}')} | "
                 f"{_ms([r['samples_per_s'] / r['raw_samples_per_s'] for r in rs], '{:.2f}')} | "
                 f"{statistics.mean(r['state_bytes'] for r in rs) / 2**20:.2f} | "
-                f"{statistics.mean(r['peak_rss_mb'] for r in rs):.0f} |"
+                f"{statistics.mean(r['peak_rss_mb'] for r in rs):.0f} |" + tail
             )
     lines.append(END)
     return "\n".join(lines)
@@ -189,7 +222,14 @@ def write_section(path: Path, section: str) -> None:
 def bench_forgetting(
     strategies: list[str], seeds: list[int], scenarios: list[str], out: Path | None, command: str
 ) -> list[dict[str, Any]]:
-    jobs = [(sc, st, seed) for sc in scenarios for st in strategies for seed in seeds]
+    jobs = [(sc, st, seed, "announced") for sc in scenarios for st in strategies for seed in seeds]
+    jobs += [
+        (sc, st, seed, "detected")
+        for sc in scenarios
+        for st in strategies
+        if st in TASK_FREE
+        for seed in seeds
+    ]
     results: list[dict[str, Any]] = []
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(processes=1, maxtasksperchild=1) as pool:

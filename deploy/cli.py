@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--serve-port", type=int, help="Serve HTTP port (default 8000)")
     r.add_argument("--publish-every", type=int, metavar="N", help="publish a weight version every N steps")
     r.add_argument(
+        "--boundaries",
+        choices=["announced", "detected"],
+        help="announced: strategies hear task ends; detected: task-free, a drift detector decides",
+    )
+    r.add_argument(
         "--load-rps", type=float, default=20.0, help="/predict requests/s during the run (0 = none)"
     )
     r.add_argument(
@@ -100,10 +105,15 @@ def _run(args: argparse.Namespace) -> int:
         updates["seed"] = args.seed
     if args.serve_port is not None:
         updates["serving"] = scenario.serving.model_copy(update={"port": args.serve_port})
+    learner_updates: dict[str, Any] = {}
     if args.publish_every is not None:
         if args.publish_every < 1:
             raise ScenarioError(f"--publish-every must be >= 1, got {args.publish_every}")
-        updates["learner"] = scenario.learner.model_copy(update={"publish_every": args.publish_every})
+        learner_updates["publish_every"] = args.publish_every
+    if args.boundaries is not None:
+        learner_updates["boundaries"] = args.boundaries
+    if learner_updates:
+        updates["learner"] = scenario.learner.model_copy(update=learner_updates)
     scenario = scenario.model_copy(update=updates)
     try:
         opts = RunOptions(

@@ -218,6 +218,8 @@ def run(
             "swaps": _swap_table(swaps),
             "swap_staleness_ms": _staleness_ms(swaps),
             "timeline": ev["timeline"],
+            "boundaries": scenario.learner.boundaries,
+            "drifts_detected": p["drifts"],
             "learner": {k: p[k] for k in ("steps", "samples", "offset", "total", "prequential_accuracy")},
             "metrics_endpoint": f"http://{opts.metrics_host}:{metrics_port}/metrics",
             "scenario_config": scenario.model_dump(mode="json"),

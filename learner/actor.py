@@ -33,6 +33,7 @@ class LearnerActor:
         self.error: str | None = None
         self.done = False
         self._last_report = 0.0
+        self._drifts_reported = 0
         self._thread = threading.Thread(target=self._run, name="olsim-learner", daemon=True)
         self.evaluator.set_baseline.remote(self.loop.initial)
 
@@ -53,6 +54,7 @@ class LearnerActor:
             "steps": loop.trainer.steps,
             "samples": loop.trainer.samples,
             "versions": list(loop.versions),
+            "drifts": list(loop.drifts),
             "prequential_accuracy": loop.prequential(),
             "done": self.done,
             "error": self.error,
@@ -79,4 +81,6 @@ class LearnerActor:
             return
         self._last_report = now
         n = self.loop.take_unreported()
-        self.evaluator.record_learner.remote(n, self.loop.prequential(), {"trained": n})
+        drifts = len(self.loop.drifts) - self._drifts_reported
+        self._drifts_reported += drifts
+        self.evaluator.record_learner.remote(n, self.loop.prequential(), {"trained": n}, drifts)

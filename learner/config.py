@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
+from learner.drift import DriftConfig
 from learner.model import ModelSpec
 from learner.strategies.config import NaiveConfig, StrategyConfig
 from learner.trainer import OptimizerConfig
@@ -17,3 +20,9 @@ class LearnerConfig(BaseModel):
     strategy: StrategyConfig = Field(default_factory=NaiveConfig)
     batch_size: int = Field(32, ge=1, le=65536)
     publish_every: int = Field(20, ge=1, description="publish a new weight version every N training steps")
+    boundaries: Literal["announced", "detected"] = Field(
+        "announced",
+        description="announced: the stream tells strategies when a task ends; detected: it does not, and a "
+        "drift detector on the prequential error calls the strategies' on_drift instead",
+    )
+    drift: DriftConfig = DriftConfig()

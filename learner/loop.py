@@ -16,6 +16,7 @@ from collections.abc import Callable
 import torch
 
 from learner.config import LearnerConfig
+from learner.drift import PageHinkley
 from learner.model import build_model
 from learner.snapshot import Snapshot
 from learner.strategies import make_strategy
@@ -52,6 +53,8 @@ class LearnerLoop:
         self.task: int | None = None
         self.tasks_done: list[int] = []
         self.versions: list[int] = []
+        self.detector = PageHinkley(config.drift) if config.boundaries == "detected" else None
+        self.drifts: list[int] = []  # offsets at which the detector fired
         self.recent: deque[tuple[int, int]] = deque(maxlen=20)  # (correct, size) of recent batches
         self.unreported = 0  # samples trained since the last take_unreported()
         self.stop_event = threading.Event()
@@ -94,11 +97,21 @@ class LearnerLoop:
         self.recent.append((result.correct, result.size))
         self.unreported += result.size
         self.offset = batch.offset + len(batch)
+        if self.detector is not None and self.detector.update(1.0 - result.correct / result.size):
+            self.trainer.strategy.on_drift(self.trainer.model)
+            self.drifts.append(self.offset)
+            log.info("drift detected offset=%d task=%d", self.offset, batch.task)
         if self.trainer.steps % self.config.publish_every == 0:
             self._publish(task_end=False)
 
     def _end_task(self, task: int) -> None:
-        self.trainer.end_task(task)
+        """A task's stream segment ended: publish the version the accuracy matrix row is taken from.
+
+        Strategies hear of it only when boundaries are announced; with detected boundaries the
+        evaluation protocol still knows where tasks end, the learner does not.
+        """
+        if self.config.boundaries == "announced":
+            self.trainer.end_task(task)
         self.tasks_done.append(task)
         self._publish(task_end=True)
         log.info("task end task=%d steps=%d", task, self.trainer.steps)

@@ -70,6 +70,11 @@ class Telemetry:
         self.stream_events = Counter(
             "olsim_stream_events_total", "Stream events by what became of them", ["kind"], registry=r
         )
+        self.drifts = Counter(
+            "olsim_drift_detections_total",
+            "Drift alarms on the prequential error (task-free streams)",
+            registry=r,
+        )
         self.versions_evaluated = Counter(
             "olsim_versions_evaluated_total", "Published versions scored on held-out data", registry=r
         )

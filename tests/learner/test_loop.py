@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from learner.config import LearnerConfig
+from learner.loop import LearnerLoop
+from learner.snapshot import Snapshot
+from learner.strategies.base import Strategy
+from learner.strategies.registry import STRATEGIES
+from stream.spec import StreamSpec
+
+
+class Recorder(Strategy):
+    """Counts the boundary hooks it receives (registered under an existing kind for the test)."""
+
+    name = "naive"
+    calls: list[str]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls = []
+
+    def on_task_end(self, task: int, model: nn.Module) -> None:
+        self.calls.append(f"end{task}")
+
+    def on_drift(self, model: nn.Module) -> None:
+        self.calls.append("drift")
+
+
+def _loop(boundaries: str, monkeypatch: Any) -> tuple[LearnerLoop, list[Snapshot]]:
+    monkeypatch.setitem(STRATEGIES, "naive", (STRATEGIES["naive"][0], Recorder))
+    spec = StreamSpec(tasks="split-digits", n_tasks=3, epochs=10, rate=None)
+    published: list[Snapshot] = []
+
+    def publish(snap: Snapshot) -> int:
+        published.append(snap)
+        return len(published)
+
+    config = LearnerConfig.model_validate({"boundaries": boundaries})
+    loop = LearnerLoop(spec.build(seed=0), config, seed=0, publish=publish)
+    loop.run()
+    return loop, published
+
+
+def test_announced_boundaries_reach_the_strategy(monkeypatch: Any) -> None:
+    loop, published = _loop("announced", monkeypatch)
+    assert loop.trainer.strategy.calls == ["end0", "end1", "end2"]  # type: ignore[attr-defined]
+    assert [s.meta["task"] for s in published if s.meta["task_end"]] == [0, 1, 2]
+    assert loop.drifts == []
+
+
+def test_detected_boundaries_fire_on_drift_near_each_switch(monkeypatch: Any) -> None:
+    loop, published = _loop("detected", monkeypatch)
+    calls = loop.trainer.strategy.calls  # type: ignore[attr-defined]
+    assert "end0" not in calls and calls.count("drift") == len(loop.drifts) == 2
+    truth = [b for _, b in loop.stream.task_bounds()][:-1]
+    for alarm, boundary in zip(loop.drifts, truth, strict=True):
+        assert 0 <= alarm - boundary <= 5 * 32  # within a few batches of the switch
+    # evaluation still gets one task-end version per task: the accuracy-matrix protocol knows the tasks
+    assert [s.meta["task"] for s in published if s.meta["task_end"]] == [0, 1, 2]
+
+
+def test_detected_mode_trains_the_same_stream(monkeypatch: Any) -> None:
+    a, _ = _loop("announced", monkeypatch)
+    b, _ = _loop("detected", monkeypatch)
+    assert a.trainer.samples == b.trainer.samples == len(a.stream)
+    for pa, pb in zip(a.trainer.model.parameters(), b.trainer.model.parameters(), strict=True):
+        assert torch.equal(pa, pb)  # naive ignores both hooks: identical models
