@@ -208,14 +208,17 @@ def render(results: list[dict[str, Any]], seeds: list[int], command: str) -> str
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the benchmark's section of ``path`` (or append it)."""
+def write_section(
+    path: Path, section: str, title: str = "Strategies compared (`olsim bench forgetting`)"
+) -> None:
+    """Replace a benchmark's section of ``path`` (marked by its first and last line), or append it."""
+    start, end = section.splitlines()[0], section.splitlines()[-1]
     text = path.read_text() if path.exists() else "# Measured results\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section + rest.split(end, 1)[1]
     else:
-        text = text.rstrip() + "\n\n## Strategies compared (`olsim bench forgetting`)\n\n" + section + "\n"
+        text = text.rstrip() + f"\n\n## {title}\n\n" + section + "\n"
     path.write_text(text)
 
 

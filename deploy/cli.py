@@ -61,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--scenarios", nargs="+", default=["split-digits", "permuted-digits"], metavar="NAME")
     f.add_argument("--out", type=Path, default=Path("docs/results.md"), help="markdown file to update")
     f.add_argument("--json", type=Path, default=Path("out/bench-forgetting.json"), help="raw results")
+    k = bsub.add_parser("knn-index", help="kNN memory search: plain torch vs faiss vs scikit-learn")
+    k.add_argument("--sizes", nargs="+", type=int, default=[1000, 10000, 100000], metavar="N")
+    k.add_argument("--queries", nargs="+", type=int, default=[1, 64], metavar="B")
+    k.add_argument("--out", type=Path, default=Path("docs/results.md"), help="markdown file to update")
     return p
 
 
@@ -152,7 +156,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
+def _bench_forgetting(args: argparse.Namespace) -> int:
     import json
 
     from deploy.bench import bench_forgetting
@@ -174,6 +178,21 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_knn_index(args: argparse.Namespace) -> int:
+    from deploy.bench import write_section
+    from deploy.bench_index import bench_index, render
+
+    if any(n < 1 for n in [*args.sizes, *args.queries]):
+        raise ScenarioError("--sizes and --queries must be >= 1")
+    rows = bench_index(args.sizes, args.queries)
+    command = "olsim bench knn-index " + " ".join(
+        ["--sizes", *map(str, args.sizes), "--queries", *map(str, args.queries)]
+    )
+    write_section(args.out, render(rows, command), title="kNN memory search (`olsim bench knn-index`)")
+    print(f"table written to {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -184,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "bench":
-            return _bench(args)
+            return _bench_forgetting(args) if args.bench == "forgetting" else _bench_knn_index(args)
     except ScenarioError as exc:
         print(f"olsim: error: {exc}", file=sys.stderr)
         return 2

@@ -32,6 +32,7 @@ class RunOptions(BaseModel):
         20.0, ge=0, description="/predict requests per second while the run lasts; 0 = none"
     )
     settle_timeout_s: float = Field(30.0, gt=0)
+    stall_timeout_s: float = Field(120.0, gt=0, description="fail if the learner makes no progress this long")
 
 
 class RunError(RuntimeError):
@@ -154,8 +155,16 @@ def run(
 
         deadline = None if opts.duration_s is None else time.monotonic() + opts.duration_s
         truncated = False
+        last_offset, last_move = -1, time.monotonic()
         while True:
             p = get(learner.progress.remote())
+            if p["offset"] != last_offset or p["done"]:
+                last_offset, last_move = p["offset"], time.monotonic()
+            elif time.monotonic() - last_move > opts.stall_timeout_s:
+                raise RunError(
+                    f"learner made no progress for {opts.stall_timeout_s:.0f}s at offset {p['offset']}"
+                    + (f": {p['error']}" if p["error"] else "")
+                )
             if load is None and opts.load_rps > 0 and p["versions"]:
                 # start once a version exists: before that, replicas rightly answer 503
                 tasks = scenario.stream.build_tasks(seed)

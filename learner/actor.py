@@ -72,7 +72,10 @@ class LearnerActor:
             self.error = repr(exc)
             log.exception("learner failed offset=%d", self.loop.offset)
         finally:
-            self._report_stats(force=True)
+            try:
+                self._report_stats(force=True)
+            except Exception:  # the run is over either way: never leave `done` unset
+                log.exception("final stats report failed")
             self.done = True
 
     def _report_stats(self, force: bool = False) -> None:

@@ -45,9 +45,11 @@ class EvaluatorActor:
             self.evaluator.set_baseline(snapshot)
 
     def record_learner(
-        self, samples: int, prequential_accuracy: float | None, events: dict[str, int]
+        self, samples: int, prequential_accuracy: float | None, events: dict[str, int], drifts: int = 0
     ) -> None:
         t = self.telemetry
+        if drifts:
+            t.drifts.inc(drifts)
         if samples:
             t.samples.inc(samples)
         if prequential_accuracy is not None:
