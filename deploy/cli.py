@@ -16,6 +16,21 @@ from learner.strategies import STRATEGIES
 log = logging.getLogger("olsim")
 
 
+def _at_least(low: float, kind: type[int] | type[float] = int) -> Any:
+    """An argparse type: a number >= ``low`` (argparse turns the error into exit code 2)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low:g}, got {text}")
+        return value
+
+    return parse
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2
         self.exit(2, f"olsim: error: {message}\n")
@@ -28,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a scenario end to end and write a report")
     r.add_argument("scenario", help=f"built-in name ({', '.join(builtin_names())}) or a YAML path")
     r.add_argument("--strategy", help=f"override the scenario's strategy ({', '.join(sorted(STRATEGIES))})")
-    r.add_argument("--seed", type=int, help="override the scenario's seed")
+    r.add_argument("--seed", type=_at_least(0), help="override the scenario's seed")
     r.add_argument("--duration", type=float, help="stop the stream after S seconds (default: run it all)")
     r.add_argument(
         "--report-dir", type=Path, default=Path("out"), help="where report.json goes (default out/)"
@@ -37,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--metrics-host", default="127.0.0.1", help="scrape endpoint host (default 127.0.0.1)")
     r.add_argument("--metrics-port", type=int, default=9464, help="scrape endpoint port (default 9464)")
     r.add_argument("--serve-port", type=int, help="Serve HTTP port (default 8000)")
-    r.add_argument("--publish-every", type=int, metavar="N", help="publish a weight version every N steps")
+    r.add_argument(
+        "--publish-every", type=_at_least(1), metavar="N", help="publish a weight version every N steps"
+    )
     r.add_argument(
         "--boundaries",
         choices=["announced", "detected"],
@@ -57,13 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     bsub = b.add_subparsers(dest="bench", required=True, parser_class=_Parser)
     f = bsub.add_parser("forgetting", help="every strategy on split/permuted digits, several seeds")
     f.add_argument("--strategies", nargs="+", default=sorted(STRATEGIES), metavar="NAME")
-    f.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="N")
+    f.add_argument("--seeds", nargs="+", type=_at_least(0), default=[0, 1, 2], metavar="N")
     f.add_argument("--scenarios", nargs="+", default=["split-digits", "permuted-digits"], metavar="NAME")
     f.add_argument("--out", type=Path, default=Path("docs/results.md"), help="markdown file to update")
     f.add_argument("--json", type=Path, default=Path("out/bench-forgetting.json"), help="raw results")
     k = bsub.add_parser("knn-index", help="kNN memory search: plain torch vs faiss vs scikit-learn")
-    k.add_argument("--sizes", nargs="+", type=int, default=[1000, 10000, 100000], metavar="N")
-    k.add_argument("--queries", nargs="+", type=int, default=[1, 64], metavar="B")
+    k.add_argument("--sizes", nargs="+", type=_at_least(1), default=[1000, 10000, 100000], metavar="N")
+    k.add_argument("--queries", nargs="+", type=_at_least(1), default=[1, 64], metavar="B")
     k.add_argument("--out", type=Path, default=Path("docs/results.md"), help="markdown file to update")
     return p
 
@@ -104,15 +121,11 @@ def _run(args: argparse.Namespace) -> int:
         scenario = scenario.with_strategy(args.strategy)
     updates: dict[str, Any] = {}
     if args.seed is not None:
-        if args.seed < 0:
-            raise ScenarioError(f"--seed must be >= 0, got {args.seed}")
         updates["seed"] = args.seed
     if args.serve_port is not None:
         updates["serving"] = scenario.serving.model_copy(update={"port": args.serve_port})
     learner_updates: dict[str, Any] = {}
     if args.publish_every is not None:
-        if args.publish_every < 1:
-            raise ScenarioError(f"--publish-every must be >= 1, got {args.publish_every}")
         learner_updates["publish_every"] = args.publish_every
     if args.boundaries is not None:
         learner_updates["boundaries"] = args.boundaries
@@ -130,8 +143,6 @@ def _run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ScenarioError(str(exc).replace("\n", " ")) from None
-    if args.linger < 0:
-        raise ScenarioError(f"--linger must be >= 0, got {args.linger}")
 
     def linger(report: dict[str, Any]) -> None:
         if args.linger > 0:
@@ -166,8 +177,6 @@ def _bench_forgetting(args: argparse.Namespace) -> int:
             raise ScenarioError(f"unknown strategy {name!r}; valid: {', '.join(sorted(STRATEGIES))}")
     for name in args.scenarios:
         load_scenario(name)
-    if any(s < 0 for s in args.seeds):
-        raise ScenarioError("--seeds must be >= 0")
     command = "olsim bench forgetting " + " ".join(
         ["--strategies", *args.strategies, "--seeds", *map(str, args.seeds), "--scenarios", *args.scenarios]
     )
@@ -182,8 +191,6 @@ def _bench_knn_index(args: argparse.Namespace) -> int:
     from deploy.bench import write_section
     from deploy.bench_index import bench_index, render
 
-    if any(n < 1 for n in [*args.sizes, *args.queries]):
-        raise ScenarioError("--sizes and --queries must be >= 1")
     rows = bench_index(args.sizes, args.queries)
     command = "olsim bench knn-index " + " ".join(
         ["--sizes", *map(str, args.sizes), "--queries", *map(str, args.queries)]

@@ -79,21 +79,25 @@ class Registry:
     async def get(self, number: int) -> Version | None:
         return self._versions.get(number)
 
+    async def _published_after(self, after: int, timeout: float) -> bool:
+        """Wait (holding the condition) until a version newer than ``after`` exists; False on timeout."""
+        try:
+            await asyncio.wait_for(self._cond().wait_for(lambda: self._latest > after), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     async def wait_newer(self, after: int, timeout: float) -> Version | None:
         """The current version once it is newer than ``after``; None after ``timeout`` seconds."""
         async with self._cond():
-            try:
-                await asyncio.wait_for(self._cond().wait_for(lambda: self._latest > after), timeout)
-            except TimeoutError:
+            if not await self._published_after(after, timeout):
                 return None
             return self._versions.get(self._latest)
 
     async def wait_next(self, after: int, timeout: float) -> Version | None:
         """The oldest retained version newer than ``after`` (for consumers that must see every one)."""
         async with self._cond():
-            try:
-                await asyncio.wait_for(self._cond().wait_for(lambda: self._latest > after), timeout)
-            except TimeoutError:
+            if not await self._published_after(after, timeout):
                 return None
             newer = [v for v in self._versions if v > after]
             return self._versions[min(newer)] if newer else None

@@ -1,10 +1,15 @@
-"""Experience replay: each stream batch is trained together with a batch drawn from a bounded memory."""
+"""Rehearsal: each stream batch is trained together with a batch drawn from a memory.
+
+``replay`` uses a bounded buffer (reservoir or class-balanced); ``joint`` (the upper bound) uses
+an unbounded memory of everything seen. Both are :class:`Rehearsal` with a different memory.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from learner.buffer import ClassBalancedBuffer, ReservoirBuffer
@@ -12,8 +17,42 @@ from learner.strategies.base import Strategy
 from learner.strategies.config import ReplayConfig
 
 
-class Replay(Strategy):
-    """Rehearsal from a reservoir or class-balanced buffer.
+class Memory(Protocol):
+    def __len__(self) -> int: ...
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None: ...
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Rehearsal(Strategy):
+    """Appends up to ``replay_batch`` samples from ``memory`` to every stream batch; stores the stream."""
+
+    def __init__(
+        self, config: BaseModel, memory: Memory, replay_batch: int, *, n_features: int, seed: int = 0
+    ) -> None:
+        super().__init__(config, n_features=n_features, seed=seed)
+        self.memory = memory
+        self.replay_batch = replay_batch
+
+    def prepare_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(self.memory) == 0:
+            return x, y
+        mx, my = self.memory.sample(self.replay_batch)
+        return torch.cat([x, mx]), torch.cat([y, my])
+
+    def after_step(self, x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> None:
+        self.memory.add(x, y)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"memory": self.memory.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.memory.load_state_dict(state["memory"])
+
+
+class Replay(Rehearsal):
+    """Rehearsal from a reservoir or class-balanced buffer of ``buffer_size`` samples.
 
     >>> r = Replay(ReplayConfig(buffer_size=4, replay_batch=2), n_features=3, seed=0)
     >>> x, y = torch.ones(2, 3), torch.tensor([0, 1])
@@ -26,22 +65,6 @@ class Replay(Strategy):
     name = "replay"
 
     def __init__(self, config: ReplayConfig, *, n_features: int, seed: int = 0) -> None:
-        super().__init__(config, n_features=n_features, seed=seed)
-        self.config: ReplayConfig = config
         kind = ClassBalancedBuffer if config.buffer == "class_balanced" else ReservoirBuffer
-        self.buffer = kind(config.buffer_size, n_features, seed=seed)
-
-    def prepare_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if len(self.buffer) == 0:
-            return x, y
-        bx, by = self.buffer.sample(self.config.replay_batch)
-        return torch.cat([x, bx]), torch.cat([y, by])
-
-    def after_step(self, x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> None:
-        self.buffer.add(x, y)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"buffer": self.buffer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.buffer.load_state_dict(state["buffer"])
+        memory = kind(config.buffer_size, n_features, seed=seed)
+        super().__init__(config, memory, config.replay_batch, n_features=n_features, seed=seed)
