@@ -130,7 +130,13 @@ def run(
             scenario.stream, seed, registry, opts.metrics_host, opts.metrics_port
         )
         actors.append(evaluator)
-        metrics_port = get(evaluator.port.remote())
+        try:
+            metrics_port = get(evaluator.port.remote())
+        except Exception as exc:  # typically: the port is taken
+            raise RunError(
+                f"metrics endpoint could not start on {opts.metrics_host}:{opts.metrics_port} "
+                f"({type(exc).__name__}); pick another with --metrics-port"
+            ) from None
         serve.start(
             http_options={"host": cfg.host, "port": cfg.port}, logging_config={"log_level": "WARNING"}
         )
