@@ -55,7 +55,6 @@ class ReservoirBuffer:
         """Forget every sample (the random stream goes on, so reruns stay identical)."""
         self.size = 0
         self.seen = 0
-        self._counts: dict[int, int] | None = None
 
     def sample_index(self, n: int) -> torch.Tensor:
         """Indices of up to ``n`` distinct stored samples, chosen uniformly."""
@@ -86,7 +85,6 @@ class ReservoirBuffer:
         self.size = int(state["size"])
         self.seen = int(state["seen"])
         self.rng.bit_generator.state = state["rng"]
-        self._counts = None
 
 
 class ClassBalancedBuffer(ReservoirBuffer):
@@ -97,6 +95,8 @@ class ClassBalancedBuffer(ReservoirBuffer):
     >>> sorted(buf.y[: len(buf)].tolist())
     [0, 0, 1, 1]
     """
+
+    _counts: dict[int, int] | None = None  # label -> stored samples; a cache over self.y
 
     def _slot(self, label: int) -> int | None:
         counts = self._class_counts()
@@ -118,14 +118,20 @@ class ClassBalancedBuffer(ReservoirBuffer):
         counts[label] = counts.get(label, 0) + 1
         return int(victims[int(self.rng.integers(len(victims)))])
 
+    def clear(self) -> None:
+        super().clear()
+        self._counts = None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._counts = None
+
     def _class_counts(self) -> dict[int, int]:
-        # Derived from the stored labels once, then kept in step with every write (not state).
-        cached: dict[int, int] | None = getattr(self, "_counts", None)
-        if cached is None or sum(cached.values()) != self.size:
+        # Derived from the stored labels on first use (not state), then kept in step with every write.
+        if self._counts is None:
             labels, n = torch.unique(self.y[: self.size], return_counts=True)
-            cached = dict(zip(labels.tolist(), n.tolist(), strict=True))
-            self._counts = cached
-        return cached
+            self._counts = dict(zip(labels.tolist(), n.tolist(), strict=True))
+        return self._counts
 
 
 class UnboundedMemory:

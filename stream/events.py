@@ -94,31 +94,17 @@ class TaskStream:
         rng = np.random.default_rng([self.seed, task, epoch])
         return rng.permutation(len(self.tasks[task].train))
 
+    def _due(self, offset: int) -> float:
+        """Stream time (s) at which the event at ``offset`` arrives; 0 for an unpaced stream."""
+        return 0.0 if self.rate is None else round(offset / self.rate, 6)
+
     def events(self, start: int = 0, stop: int | None = None) -> Iterator[Event]:
-        """Yield events with ``start <= offset < stop``."""
-        end = len(self) if stop is None else min(stop, len(self))
-        if start < 0:
-            raise ValueError(f"start offset must be >= 0, got {start}")
-        offset = start
-        while offset < end:
-            task = int(np.searchsorted(self._starts, offset, side="right") - 1)
-            n = len(self.tasks[task].train)
-            within = offset - int(self._starts[task])
-            epoch, pos = divmod(within, n)
-            order = self._order(task, epoch)
-            split = self.tasks[task].train
-            while pos < n and offset < end:
-                i = int(order[pos])
+        """Yield events with ``start <= offset < stop``, one at a time (the batches, unbatched)."""
+        for b in self.batches(256, start=start, stop=stop):
+            for k, (event_id, x, y) in enumerate(zip(b.ids, b.x, b.y, strict=True)):
                 yield Event(
-                    id=f"s{self.seed}-t{task}-e{epoch}-n{i}",
-                    offset=offset,
-                    task=task,
-                    x=split.x[i],
-                    y=int(split.y[i]),
-                    t=0.0 if self.rate is None else round(offset / self.rate, 6),
+                    id=event_id, offset=b.offset + k, task=b.task, x=x, y=int(y), t=self._due(b.offset + k)
                 )
-                pos += 1
-                offset += 1
 
     def batches(self, size: int, start: int = 0, stop: int | None = None) -> Iterator[Batch]:
         """Events ``start <= offset < stop`` grouped ``size`` at a time, never spanning two tasks.
@@ -149,7 +135,7 @@ class TaskStream:
                     task=task,
                     x=split.x[idx],
                     y=split.y[idx],
-                    t=0.0 if self.rate is None else round((hi - 1) / self.rate, 6),
+                    t=self._due(hi - 1),
                     seed=self.seed,
                     epoch=epoch,
                     index=idx,
