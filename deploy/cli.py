@@ -31,6 +31,14 @@ def _at_least(low: float, kind: type[int] | type[float] = int) -> Any:
     return parse
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a float in [0, 1]."""
+    value = _at_least(0.0, float)(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be <= 1, got {text}")
+    return float(value)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2
         self.exit(2, f"olsim: error: {message}\n")
@@ -61,6 +69,23 @@ def _parser() -> argparse.ArgumentParser:
         help="announced: strategies hear task ends; detected: task-free, a drift detector decides",
     )
     r.add_argument(
+        "--gate",
+        choices=["on", "off"],
+        help="on: reject candidates that forget beyond the budget; off: serve them (watch forgetting live)",
+    )
+    r.add_argument(
+        "--forgetting-budget",
+        type=_fraction,
+        metavar="F",
+        help="largest drop in mean old-task validation accuracy a new version may bring (default 0.2)",
+    )
+    r.add_argument(
+        "--rollback-floor",
+        type=_fraction,
+        metavar="F",
+        help="roll back automatically when the served version's mean test accuracy falls below F",
+    )
+    r.add_argument(
         "--load-rps", type=float, default=20.0, help="/predict requests/s during the run (0 = none)"
     )
     r.add_argument(
@@ -82,6 +107,19 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--sizes", nargs="+", type=_at_least(1), default=[1000, 10000, 100000], metavar="N")
     k.add_argument("--queries", nargs="+", type=_at_least(1), default=[1, 64], metavar="B")
     k.add_argument("--out", type=Path, default=Path("docs/results.md"), help="markdown file to update")
+    w = bsub.add_parser("swap", help="hot swap: olsim's long-poll vs Ray Serve's reconfigure, same run")
+    w.add_argument("--scenario", default="split-digits", help="model, replicas and held-out rows from here")
+    w.add_argument("--rounds", type=_at_least(1), default=3, metavar="N")
+    w.add_argument("--cycles", type=_at_least(1), default=4, metavar="N", help="steady/swapping window pairs")
+    w.add_argument("--window", type=_at_least(1, float), default=5.0, metavar="S", help="seconds per window")
+    w.add_argument(
+        "--rps", type=_at_least(1, float), default=50.0, help="open-loop /predict requests per second"
+    )
+    w.add_argument("--publish-hz", type=_at_least(0.1, float), default=1.0, metavar="HZ")
+    w.add_argument("--replicas", type=_at_least(1), help="override the scenario's replica count")
+    w.add_argument("--serve-port", type=int, help="Serve HTTP port (default: the scenario's, 8000)")
+    w.add_argument("--out", type=Path, default=Path("docs/results.md"), help="markdown file to update")
+    w.add_argument("--json", type=Path, default=Path("out/bench-swap.json"), help="raw results")
     return p
 
 
@@ -131,6 +169,17 @@ def _run(args: argparse.Namespace) -> int:
         learner_updates["boundaries"] = args.boundaries
     if learner_updates:
         updates["learner"] = scenario.learner.model_copy(update=learner_updates)
+    gate_updates = {
+        k: v
+        for k, v in (
+            ("mode", args.gate),
+            ("forgetting_budget", args.forgetting_budget),
+            ("rollback_floor", args.rollback_floor),
+        )
+        if v is not None
+    }
+    if gate_updates:
+        updates["gate"] = scenario.gate.model_copy(update=gate_updates)
     scenario = scenario.model_copy(update=updates)
     try:
         opts = RunOptions(
@@ -164,6 +213,8 @@ def _run(args: argparse.Namespace) -> int:
         bar.close()
     print(render_text(report), end="")
     print(f"report: {opts.report_dir / 'report.json'}")
+    if report.get("admin_token_file"):
+        print(f"admin token (for /admin routes): {report['admin_token_file']}")
     return 0
 
 
@@ -200,6 +251,32 @@ def _bench_knn_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_swap(args: argparse.Namespace) -> int:
+    import json
+
+    from deploy.bench_swap import bench_swap, write
+
+    scenario = load_scenario(args.scenario)
+    serving: dict[str, Any] = {}
+    if args.replicas is not None:
+        serving["replicas"] = args.replicas
+    if args.serve_port is not None:
+        serving["port"] = args.serve_port
+    if serving:
+        scenario = scenario.model_copy(update={"serving": scenario.serving.model_copy(update=serving)})
+    command = (
+        f"olsim bench swap --scenario {args.scenario} --rounds {args.rounds} --cycles {args.cycles} "
+        f"--window {args.window:g} --rps {args.rps:g} --publish-hz {args.publish_hz:g} "
+        f"--replicas {scenario.serving.replicas}"
+    )
+    results = bench_swap(scenario, args.rounds, args.cycles, args.window, args.rps, args.publish_hz)
+    write(results, args.out, command, scenario, args.rps, args.publish_hz)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    print(f"table written to {args.out}, raw results to {args.json}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -210,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "bench":
-            return _bench_forgetting(args) if args.bench == "forgetting" else _bench_knn_index(args)
+            bench = {"forgetting": _bench_forgetting, "knn-index": _bench_knn_index, "swap": _bench_swap}
+            return bench[args.bench](args)
     except ScenarioError as exc:
         print(f"olsim: error: {exc}", file=sys.stderr)
         return 2

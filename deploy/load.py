@@ -1,7 +1,10 @@
 """A small open-loop load generator for /predict (loopback only), used by ``olsim run --load-rps``.
 
-Requests are sent at a fixed arrival rate from one thread; each response is checked against the
-response schema. Full load testing (Locust) is ``olsim load``'s job.
+Requests are *scheduled* at a fixed arrival rate and sent by a pool of worker threads, so a slow
+response does not delay the next request (open loop). Latency is measured from the scheduled send
+time: when every worker is busy the wait counts, which closed-loop tools hide ("coordinated
+omission"). Each response is checked against the response schema. Full load testing (Locust) is
+``olsim load``'s job.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import numpy as np
@@ -36,6 +41,7 @@ class LoadGenerator:
     rps: float = 20.0
     timeout_s: float = 10.0
     seed: int = 0
+    workers: int = 16
     max_samples_kept: int = 100_000
     samples: list[Sample] = field(default_factory=list)
 
@@ -55,49 +61,57 @@ class LoadGenerator:
     def _loop(self) -> None:
         rng = np.random.default_rng(self.seed)
         period = 1.0 / self.rps
-        next_at = time.monotonic()
-        with httpx.Client(timeout=self.timeout_s) as client:
+        next_at = time.perf_counter()
+        limits = httpx.Limits(max_connections=self.workers, max_keepalive_connections=self.workers)
+        with (
+            httpx.Client(timeout=self.timeout_s, limits=limits) as client,
+            ThreadPoolExecutor(self.workers, thread_name_prefix="olsim-load") as pool,
+        ):
             while not self._stop.is_set():
                 row = self.rows[int(rng.integers(len(self.rows)))]
-                self.samples.append(self._one(client, {"inputs": [row.tolist()]}))
+                pool.submit(self._one, client, {"inputs": [row.tolist()]}, next_at)
                 next_at += period
-                self._stop.wait(max(0.0, next_at - time.monotonic()))
+                self._stop.wait(max(0.0, next_at - time.perf_counter()))
 
-    def _one(self, client: httpx.Client, body: dict[str, object]) -> Sample:
-        sent = time.time()
-        t = time.perf_counter()
+    def _one(self, client: httpx.Client, body: dict[str, object], scheduled: float) -> None:
+        sent = time.time() - (time.perf_counter() - scheduled)  # unix time it was due
+        status, version, replica = 0, None, None
         try:
             r = client.post(self.url, json=body)
+            status = r.status_code
+            if status == 200:
+                parsed = PredictResponse.model_validate_json(r.content)
+                version, replica = parsed.model_version, r.headers.get("x-olsim-replica")
         except httpx.HTTPError as exc:
             log.warning("request failed error=%r", exc)
-            return Sample(sent, time.perf_counter() - t, 0, None, None)
-        latency = time.perf_counter() - t
-        if r.status_code != 200:
-            return Sample(sent, latency, r.status_code, None, None)
-        try:
-            parsed = PredictResponse.model_validate_json(r.content)
         except ValidationError:
-            return Sample(sent, latency, 0, None, None)
-        return Sample(sent, latency, 200, parsed.model_version, r.headers.get("x-olsim-replica"))
+            status = 0  # a 200 whose body breaks the response schema counts as a failure
+        self.samples.append(Sample(sent, time.perf_counter() - scheduled, status, version, replica))
 
-    def summary(self) -> dict[str, object]:
-        ok = [s for s in self.samples if s.status == 200]
+    def window(self, start: float, end: float) -> list[Sample]:
+        """Requests due in [start, end) (unix times)."""
+        return [s for s in list(self.samples) if start <= s.sent_at < end]
+
+    def summary(self, samples: list[Sample] | None = None) -> dict[str, Any]:
+        """Counts and latency percentiles of ``samples`` (default: every request so far)."""
+        samples = sorted(self.samples if samples is None else samples, key=lambda s: s.sent_at)
+        ok = [s for s in samples if s.status == 200]
         lat = np.array([s.latency_s for s in ok]) * 1e3
         by_status: dict[str, int] = {}
-        for s in self.samples:
+        for s in samples:
             by_status[str(s.status)] = by_status.get(str(s.status), 0) + 1
         return {
-            "count": len(self.samples),
-            "errors": len(self.samples) - len(ok),
+            "count": len(samples),
+            "errors": len(samples) - len(ok),
             "by_status": by_status,
             "latency_ms": {
-                f"p{q}": float(np.percentile(lat, q)) if len(lat) else None for q in (50, 90, 95, 99)
+                f"p{q}": float(np.percentile(lat, q)) if len(lat) else None for q in (50, 90, 95, 99, 99.9)
             }
             | {"max": float(lat.max()) if len(lat) else None},
             "versions_seen": sorted({s.version for s in ok if s.version is not None}),
             # one row per request: [unix time sent, latency ms, HTTP status (0 = none), version, replica]
             "samples": [
                 [round(s.sent_at, 4), round(s.latency_s * 1e3, 3), s.status, s.version, s.replica]
-                for s in self.samples[: self.max_samples_kept]
+                for s in samples[: self.max_samples_kept]
             ],
         }

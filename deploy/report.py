@@ -41,6 +41,19 @@ def render_text(report: dict[str, Any]) -> str:
         f"swap staleness ms p50 {_fmt(report['swap_staleness_ms']['p50'])} "
         f"p99 {_fmt(report['swap_staleness_ms']['p99'])}",
     ]
+    gate = report.get("gate")
+    if gate:
+        counts = ", ".join(f"{k} {n}" for k, n in sorted(gate["counts"].items())) or "none"
+        lines.append(
+            f"gate {gate['mode']} (forgetting budget {gate['forgetting_budget']:.2f})   "
+            f"candidates {gate['candidates']}: {counts}   served version {report.get('served_version')}"
+        )
+    rollbacks = report.get("rollbacks") or []
+    if rollbacks:
+        lines.append(
+            "rollbacks "
+            + "; ".join(f"{r['previous']}->{r['version']} ({r['trigger']}: {r['reason']})" for r in rollbacks)
+        )
     req = report.get("requests")
     if req:
         lat = req["latency_ms"]

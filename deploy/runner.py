@@ -1,11 +1,19 @@
-"""One ``olsim run``: start (or join) Ray, wire registry, evaluator, Serve and learner, drive, report."""
+"""One ``olsim run``: start (or join) Ray, wire registry, evaluator, Serve and learner, drive, report.
+
+:class:`ServingStack` (the registry behind its gate plus the Serve application) is the part tests
+and ``olsim bench swap`` reuse without a learner; :class:`Run` adds the evaluator, the learner
+and the load generator, and :func:`run` is the whole thing with teardown.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +26,7 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "olsim"
 APP_NAME = "olsim"
+TOKEN_ENV = "OLSIM_ADMIN_TOKEN"
 
 
 class RunOptions(BaseModel):
@@ -33,6 +42,12 @@ class RunOptions(BaseModel):
     )
     settle_timeout_s: float = Field(30.0, gt=0)
     stall_timeout_s: float = Field(120.0, gt=0, description="fail if the learner makes no progress this long")
+    admin_token: str | None = Field(
+        None,
+        min_length=16,
+        repr=False,
+        description=f"bearer token for /admin routes (default ${TOKEN_ENV}, else new in DIR/admin-token)",
+    )
 
 
 class RunError(RuntimeError):
@@ -43,24 +58,42 @@ Progress = Callable[[dict[str, Any]], None]
 Hook = Callable[[dict[str, Any]], None]
 
 
-def _swap_table(swaps: list[Any]) -> list[dict[str, Any]]:
-    by_version: dict[int, dict[str, Any]] = {}
-    for s in swaps:
-        row = by_version.setdefault(
-            s.version, {"version": s.version, "published_at": s.published_at, "applied": {}}
+def get(ref: Any) -> Any:
+    """``ray.get``, typed loosely: actor handles are untyped here."""
+    import ray
+
+    return ray.get(ref)
+
+
+def _actor(cls: type, **options: Any) -> Any:
+    import ray
+
+    return ray.remote(cls).options(**options)
+
+
+def connect_ray(address: str | None) -> bool:
+    """Start a local Ray (or join ``address``) unless one is up; True if this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(address=address, namespace=NAMESPACE, include_dashboard=False, logging_level=logging.WARNING)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        hint = (
+            " (a cluster started with `ray start` uses token auth in Ray 2.60: run with"
+            " RAY_AUTH_MODE=token and the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN)"
+            if address
+            else ""
         )
-        row["applied"][s.replica] = s.applied_at
-    return [by_version[v] for v in sorted(by_version)]
+        raise RunError(
+            f"cannot {'join Ray at ' + address if address else 'start Ray'}: {first}{hint}"
+        ) from None
+    return True
 
 
-def _staleness_ms(swaps: list[Any]) -> dict[str, float | None]:
-    st = np.array([max(0.0, s.staleness_s) for s in swaps]) * 1e3
-    if len(st) == 0:
-        return {"p50": None, "p99": None, "max": None}
-    return {"p50": float(np.percentile(st, 50)), "p99": float(np.percentile(st, 99)), "max": float(st.max())}
-
-
-def _wait(cond: Callable[[], bool], timeout_s: float, what: str) -> bool:
+def wait_until(cond: Callable[[], bool], timeout_s: float, what: str) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if cond():
@@ -70,100 +103,149 @@ def _wait(cond: Callable[[], bool], timeout_s: float, what: str) -> bool:
     return False
 
 
-def run(
-    scenario: Scenario, opts: RunOptions, progress: Progress | None = None, on_finished: Hook | None = None
-) -> dict[str, Any]:
-    """Run ``scenario`` end to end and return the report (also written to ``opts.report_dir``).
-
-    ``on_finished(report)`` runs after the report is written and before anything is torn down,
-    while Serve and the metrics endpoint still answer (tests scrape there; ``--linger`` waits there).
-    """
-    import ray
-    from ray import serve
-
-    from deploy.load import LoadGenerator
-    from learner.actor import LearnerActor
-    from learner.evaluator_actor import EvaluatorActor
-    from serving.app import build_app
-    from serving.registry import Registry
-
-    def get(ref: Any) -> Any:  # ray.get, typed loosely: actor handles are untyped here
-        return ray.get(ref)
-
-    def actor(cls: type, **options: Any) -> Any:
-        return ray.remote(cls).options(**options)
-
-    started_ray = False
-    if not ray.is_initialized():
-        try:
-            ray.init(
-                address=opts.address,
-                namespace=NAMESPACE,
-                include_dashboard=False,
-                logging_level=logging.WARNING,
-            )
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            hint = (
-                " (a cluster started with `ray start` uses token auth in Ray 2.60: run with"
-                " RAY_AUTH_MODE=token and the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN)"
-                if opts.address
-                else ""
-            )
-            raise RunError(
-                f"cannot {'join Ray at ' + opts.address if opts.address else 'start Ray'}: {first}{hint}"
-            ) from None
-        started_ray = True
-    run_id = uuid.uuid4().hex[:8]
-    seed = scenario.seed
-    cfg = scenario.serving
-    actors: list[Any] = []
-    load: LoadGenerator | None = None
-    t_start = time.time()
-    try:
-        registry_name = f"olsim-registry-{run_id}"
-        registry = actor(
-            Registry, name=registry_name, namespace=NAMESPACE, num_cpus=0, max_concurrency=1000
-        ).remote()
-        actors.append(registry)
-        evaluator = actor(EvaluatorActor, num_cpus=0, max_concurrency=8).remote(
-            scenario.stream, seed, registry, opts.metrics_host, opts.metrics_port
+def swap_table(swaps: list[Any], changes: list[Any]) -> list[dict[str, Any]]:
+    """One row per change of the served version: what, when, and when each replica applied it."""
+    rows = {
+        c.generation: {
+            "generation": c.generation,
+            "version": c.version,
+            "kind": c.kind,
+            "published_at": c.at,
+            "applied": {},
+        }
+        for c in changes
+    }
+    for s in swaps:
+        row = rows.setdefault(
+            s.generation,
+            {
+                "generation": s.generation,
+                "version": s.version,
+                "kind": "publish",
+                "published_at": s.published_at,
+                "applied": {},
+            },
         )
-        actors.append(evaluator)
+        row["applied"][s.replica] = s.applied_at
+    return [rows[g] for g in sorted(rows)]
+
+
+def staleness_ms(swaps: list[Any]) -> dict[str, float | None]:
+    st = np.array([max(0.0, s.staleness_s) for s in swaps]) * 1e3
+    if len(st) == 0:
+        return {"p50": None, "p99": None, "max": None}
+    return {"p50": float(np.percentile(st, 50)), "p99": float(np.percentile(st, 99)), "max": float(st.max())}
+
+
+@dataclass
+class ServingStack:
+    """The registry actor (gate inside) and the Serve application that follows it."""
+
+    scenario: Scenario
+    admin_token: str | None = None
+    app_name: str = APP_NAME
+    route_prefix: str = "/"
+    gate: bool = True  # False: no gate object at all (checksum only), for benchmarks
+    registry: Any = None
+    registry_name: str = field(default_factory=lambda: f"olsim-registry-{uuid.uuid4().hex[:8]}")
+
+    def start_registry(self) -> Any:
+        from learner.gate import Gate
+        from serving.registry import RegistryActor
+
+        s = self.scenario
+        gate = Gate(s.stream.build_tasks(s.seed), s.learner.model, s.gate) if self.gate else None
+        self.registry = _actor(
+            RegistryActor, name=self.registry_name, namespace=NAMESPACE, num_cpus=0, max_concurrency=1000
+        ).remote(gate=gate)
+        return self.registry
+
+    def start_serve(self, user_config: dict[str, int] | None = None) -> None:
+        """Deploy (or, with a changed ``user_config``, update in place) the Serve application."""
+        from ray import serve
+
+        from serving.app import build_app
+
+        cfg = self.scenario.serving
+        serve.start(
+            http_options={"host": cfg.host, "port": cfg.port}, logging_config={"log_level": "WARNING"}
+        )
+        app = build_app(
+            self.registry_name, NAMESPACE, self.scenario.learner.model, cfg, self.admin_token, user_config
+        )
+        serve.run(app, name=self.app_name, route_prefix=self.route_prefix)
+
+    def replicas_current(self) -> bool:
+        """Every replica serves the registry's current generation."""
+        gen = get(self.registry.state.remote())["generation"]
+        acked = get(self.registry.replica_generations.remote())
+        return len(acked) >= self.scenario.serving.replicas and all(g >= gen for g in acked.values())
+
+    def stop(self) -> None:
+        import ray
+        from ray import serve
+
         try:
-            metrics_port = get(evaluator.port.remote())
+            serve.delete(self.app_name)
+        except Exception as exc:  # nothing deployed yet
+            log.debug("serve.delete error=%r", exc)
+        if self.registry is not None:
+            ray.kill(self.registry)
+
+
+class Run:
+    """Everything one ``olsim run`` starts, in order, and the report it ends with."""
+
+    def __init__(self, scenario: Scenario, opts: RunOptions) -> None:
+        self.scenario = scenario
+        self.opts = opts
+        self.run_id = uuid.uuid4().hex[:8]
+        self.t_start = time.time()
+        token, self.token_file = resolve_token(opts)
+        self.stack = ServingStack(scenario, admin_token=token)
+        self.evaluator: Any = None
+        self.learner: Any = None
+        self.metrics_port = 0
+        self.load: Any = None
+
+    def start(self) -> None:
+        from learner.actor import LearnerActor
+        from learner.evaluator_actor import EvaluatorActor
+
+        s, opts = self.scenario, self.opts
+        registry = self.stack.start_registry()
+        self.evaluator = _actor(EvaluatorActor, num_cpus=0, max_concurrency=8).remote(
+            s.stream, s.seed, registry, opts.metrics_host, opts.metrics_port, s.gate.rollback_floor
+        )
+        try:
+            self.metrics_port = get(self.evaluator.port.remote())
         except Exception as exc:  # typically: the port is taken
             raise RunError(
                 f"metrics endpoint could not start on {opts.metrics_host}:{opts.metrics_port} "
                 f"({type(exc).__name__}); pick another with --metrics-port"
             ) from None
-        serve.start(
-            http_options={"host": cfg.host, "port": cfg.port}, logging_config={"log_level": "WARNING"}
+        self.stack.start_serve()
+        self.learner = _actor(LearnerActor, num_cpus=0, max_concurrency=4).remote(
+            s.stream, s.learner, s.seed, registry, self.evaluator
         )
-        serve.run(
-            build_app(registry_name, NAMESPACE, scenario.learner.model, cfg),
-            name=APP_NAME,
-            route_prefix="/",
-        )
-        learner = actor(LearnerActor, num_cpus=0, max_concurrency=4).remote(
-            scenario.stream, scenario.learner, seed, registry, evaluator
-        )
-        actors.append(learner)
-        get(learner.start.remote())
+        get(self.learner.start.remote())
         log.info(
-            "run started run_id=%s metrics=%s:%d serve=%s:%d",
-            run_id,
+            "run started run_id=%s metrics=%s:%d serve=%s:%d gate=%s",
+            self.run_id,
             opts.metrics_host,
-            metrics_port,
-            cfg.host,
-            cfg.port,
+            self.metrics_port,
+            s.serving.host,
+            s.serving.port,
+            s.gate.mode,
         )
 
+    def drive(self, progress: Progress | None) -> tuple[dict[str, Any], bool]:
+        """Follow the learner to the end of the stream (or the deadline); returns its last progress."""
+        opts = self.opts
         deadline = None if opts.duration_s is None else time.monotonic() + opts.duration_s
-        truncated = False
         last_offset, last_move = -1, time.monotonic()
         while True:
-            p = get(learner.progress.remote())
+            p = get(self.learner.progress.remote())
             if p["offset"] != last_offset or p["done"]:
                 last_offset, last_move = p["offset"], time.monotonic()
             elif time.monotonic() - last_move > opts.stall_timeout_s:
@@ -171,51 +253,55 @@ def run(
                     f"learner made no progress for {opts.stall_timeout_s:.0f}s at offset {p['offset']}"
                     + (f": {p['error']}" if p["error"] else "")
                 )
-            if load is None and opts.load_rps > 0 and p["versions"]:
-                # start once a version exists: before that, replicas rightly answer 503
-                tasks = scenario.stream.build_tasks(seed)
-                rows = np.concatenate([t.test.x for t in tasks])
-                load = LoadGenerator(
-                    f"http://{cfg.host}:{cfg.port}/predict", rows, rps=opts.load_rps, seed=seed
-                )
-                load.start()
+            if self.load is None and opts.load_rps > 0 and p["versions"]:
+                self._start_load()  # once a version exists: before that, replicas rightly answer 503
             if progress is not None:
-                progress({**p, "elapsed_s": time.time() - t_start, **get(evaluator.live.remote())})
+                progress({**p, "elapsed_s": time.time() - self.t_start, **get(self.evaluator.live.remote())})
             if p["done"]:
-                break
+                return p, False
             if deadline is not None and time.monotonic() > deadline:
-                truncated = True
-                get(learner.stop.remote())
-                _wait(
-                    lambda: bool(get(learner.progress.remote())["done"]),
+                get(self.learner.stop.remote())
+                wait_until(
+                    lambda: bool(get(self.learner.progress.remote())["done"]),
                     opts.settle_timeout_s,
                     "learner stop",
                 )
-                p = get(learner.progress.remote())
-                break
+                return get(self.learner.progress.remote()), True
             time.sleep(0.25)
-        if p["error"]:
-            raise RunError(f"learner failed: {p['error']}")
 
-        last = get(registry.latest.remote())
-        _wait(lambda: get(evaluator.evaluated.remote()) >= last, opts.settle_timeout_s, "evaluator")
+    def _start_load(self) -> None:
+        from deploy.load import LoadGenerator
 
-        def replicas_current() -> bool:
-            acked = get(registry.replica_versions.remote())
-            return len(acked) >= cfg.replicas and all(v >= last for v in acked.values())
+        s, cfg = self.scenario, self.scenario.serving
+        rows = np.concatenate([t.test.x for t in s.stream.build_tasks(s.seed)])
+        self.load = LoadGenerator(
+            f"http://{cfg.host}:{cfg.port}/predict", rows, rps=self.opts.load_rps, seed=s.seed
+        )
+        self.load.start()
 
-        converged = _wait(replicas_current, opts.settle_timeout_s, "replicas to serve the last version")
-        if load is not None:
-            load.stop()
+    def settle(self) -> bool:
+        """Let the evaluator score and every replica apply the last change; True if replicas converged."""
+        timeout = self.opts.settle_timeout_s
+        wait_until(lambda: bool(get(self.evaluator.caught_up.remote())), timeout, "evaluator")
+        converged = wait_until(self.stack.replicas_current, timeout, "replicas to serve the current version")
+        if self.load is not None:
+            self.load.stop()
+        return converged
+
+    def report(self, p: dict[str, Any], truncated: bool, converged: bool) -> dict[str, Any]:
+        s, registry = self.scenario, self.stack.registry
         swaps = get(registry.swaps.remote())
-        ev = get(evaluator.report.remote())
+        changes = get(registry.changes.remote())
+        decisions = get(registry.decisions.remote())
+        state = get(registry.state.remote())
+        ev = get(self.evaluator.report.remote())
         report: dict[str, Any] = {
-            "scenario": scenario.name,
-            "strategy": scenario.learner.strategy.kind,
-            "seed": seed,
-            "run_id": run_id,
-            "started_at": t_start,
-            "duration_s": time.time() - t_start,
+            "scenario": s.name,
+            "strategy": s.learner.strategy.kind,
+            "seed": s.seed,
+            "run_id": self.run_id,
+            "started_at": self.t_start,
+            "duration_s": time.time() - self.t_start,
             "truncated": truncated,
             "tasks": ev["tasks"],
             "tasks_completed": len(ev["accuracy_matrix"]),
@@ -227,38 +313,108 @@ def run(
             "forgetting": ev["forgetting"],
             "task_il": ev["task_il"],
             "routing_accuracy": ev["routing_accuracy"],
-            "versions_published": last,
+            "versions_published": state["latest"],
+            "served_version": state["served"],
             "replica_versions": get(registry.replica_versions.remote()),
             "replicas_converged": converged,
-            "swaps": _swap_table(swaps),
-            "swap_staleness_ms": _staleness_ms(swaps),
+            "swaps": swap_table(swaps, changes),
+            "swap_staleness_ms": staleness_ms(swaps),
+            "gate": gate_summary(s, decisions),
+            "rollbacks": [asdict(c) for c in changes if c.kind == "rollback"],
             "timeline": ev["timeline"],
-            "boundaries": scenario.learner.boundaries,
+            "boundaries": s.learner.boundaries,
             "drifts_detected": p["drifts"],
             "learner": {k: p[k] for k in ("steps", "samples", "offset", "total", "prequential_accuracy")},
-            "metrics_endpoint": f"http://{opts.metrics_host}:{metrics_port}/metrics",
-            "scenario_config": scenario.model_dump(mode="json"),
+            "metrics_endpoint": f"http://{self.opts.metrics_host}:{self.metrics_port}/metrics",
+            "admin_token_file": None if self.token_file is None else str(self.token_file),
+            "scenario_config": s.model_dump(mode="json"),
         }
-        if load is not None:
-            report["requests"] = load.summary()
+        if self.load is not None:
+            report["requests"] = self.load.summary()
+        return report
+
+    def teardown(self) -> None:
+        import ray
+
+        if self.load is not None:
+            self.load.stop()
+        for a in (self.learner, self.evaluator):  # stop the followers before the registry goes away
+            if a is not None:
+                try:
+                    get(a.stop.remote())
+                except Exception as exc:
+                    log.debug("stop error=%r", exc)
+        self.stack.stop()
+        for a in (self.learner, self.evaluator):
+            if a is not None:
+                ray.kill(a)
+
+
+def gate_summary(scenario: Scenario, decisions: list[Any]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for d in decisions:
+        key = f"{'accepted' if d.accepted else 'rejected'}/{d.reason}"
+        counts[key] = counts.get(key, 0) + 1
+    return {
+        **scenario.gate.model_dump(),
+        "candidates": len(decisions),
+        "counts": counts,
+        "rejected": [
+            {
+                "at": d.at,
+                "reason": d.reason,
+                "detail": d.detail,
+                "served": d.served,
+                "task": d.meta.get("task"),
+                "step": d.meta.get("step"),
+                "task_end": d.meta.get("task_end"),
+            }
+            for d in decisions
+            if not d.accepted
+        ],
+    }
+
+
+def resolve_token(opts: RunOptions) -> tuple[str, Path | None]:
+    """The admin bearer token: the option, else $OLSIM_ADMIN_TOKEN, else a fresh one written to
+    ``report_dir/admin-token`` (mode 0600, path returned) so a user of this run can read it."""
+    token = opts.admin_token or os.environ.get(TOKEN_ENV)
+    if token:
+        return token, None
+    token = secrets.token_urlsafe(24)
+    opts.report_dir.mkdir(parents=True, exist_ok=True)
+    path = opts.report_dir / "admin-token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    log.info("admin token written to %s", path)
+    return token, path
+
+
+def run(
+    scenario: Scenario, opts: RunOptions, progress: Progress | None = None, on_finished: Hook | None = None
+) -> dict[str, Any]:
+    """Run ``scenario`` end to end and return the report (also written to ``opts.report_dir``).
+
+    ``on_finished(report)`` runs after the report is written and before anything is torn down,
+    while Serve and the metrics endpoint still answer (tests scrape there; ``--linger`` waits there).
+    """
+    import ray
+
+    started_ray = connect_ray(opts.address)
+    r = Run(scenario, opts)
+    try:
+        r.start()
+        p, truncated = r.drive(progress)
+        if p["error"]:
+            raise RunError(f"learner failed: {p['error']}")
+        report = r.report(p, truncated, r.settle())
         _write(report, opts.report_dir)
         if on_finished is not None:
             on_finished(report)
         return report
     finally:
-        if load is not None:
-            load.stop()
-        for a in actors[1:]:  # stop the followers before the registry they follow goes away
-            try:
-                get(a.stop.remote())
-            except Exception as exc:
-                log.debug("stop error=%r", exc)
-        try:
-            serve.delete(APP_NAME)
-        except Exception as exc:  # nothing deployed yet
-            log.debug("serve.delete error=%r", exc)
-        for a in reversed(actors):
-            ray.kill(a)
+        r.teardown()
         if started_ray:
             ray.shutdown()  # our own local cluster: Serve goes with it
 

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from learner.config import LearnerConfig
+from learner.gate import GateConfig
 from learner.strategies import STRATEGIES
 from serving.config import ServeConfig
 from stream.spec import StreamSpec
@@ -27,6 +28,7 @@ class Scenario(BaseModel):
     stream: StreamSpec = StreamSpec()
     learner: LearnerConfig = LearnerConfig()
     serving: ServeConfig = ServeConfig()
+    gate: GateConfig = GateConfig()
 
     @model_validator(mode="after")
     def _model_fits_strategy(self) -> Scenario:

@@ -54,16 +54,20 @@ class LearnerActor:
             "steps": loop.trainer.steps,
             "samples": loop.trainer.samples,
             "versions": list(loop.versions),
+            "rejected": loop.rejected,
             "drifts": list(loop.drifts),
             "prequential_accuracy": loop.prequential(),
             "done": self.done,
             "error": self.error,
         }
 
-    def _publish(self, snapshot: Snapshot) -> int:
+    def _publish(self, snapshot: Snapshot) -> int | None:
         import ray
 
-        return int(ray.get(self.registry.publish.remote(snapshot)))
+        result = ray.get(self.registry.publish.remote(snapshot))
+        if result.version is None:
+            log.info("candidate rejected reason=%s %s", result.reason, result.detail)
+        return result.version
 
     def _run(self) -> None:
         try:

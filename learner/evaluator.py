@@ -101,6 +101,14 @@ class Evaluator:
                 self.rows_task_il[result.task] = task_il
         return result
 
+    def set_row(self, task: int, version: int) -> None:
+        """Row ``task`` comes from ``version``: the one still served when the gate rejected the
+        candidate that ended the task (the matrix describes what users were served)."""
+        r = self.results[version]
+        self.rows[task] = r.accuracies
+        if r.task_il is not None:
+            self.rows_task_il[task] = r.task_il
+
     def matrix(self, task_il: bool = False) -> list[list[float]]:
         """``R`` over the tasks completed so far, in order (stops at the first missing row)."""
         rows = self.rows_task_il if task_il else self.rows

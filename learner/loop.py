@@ -26,7 +26,7 @@ from stream.tasks import Task
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[Snapshot], int]
+Publish = Callable[[Snapshot], int | None]  # the version number, or None when the gate rejected it
 
 
 class LearnerLoop:
@@ -52,7 +52,8 @@ class LearnerLoop:
         self.offset = 0  # next stream offset to consume
         self.task: int | None = None
         self.tasks_done: list[int] = []
-        self.versions: list[int] = []
+        self.versions: list[int] = []  # accepted
+        self.rejected = 0  # candidates the gate turned down
         self.detector = PageHinkley(config.drift) if config.boundaries == "detected" else None
         self.drifts: list[int] = []  # offsets at which the detector fired
         self.recent: deque[tuple[int, int]] = deque(maxlen=20)  # (correct, size) of recent batches
@@ -127,4 +128,8 @@ class LearnerLoop:
             offset=self.offset,
             strategy=self.trainer.strategy.name,
         )
-        self.versions.append(self.publish(snap))
+        number = self.publish(snap)
+        if number is None:
+            self.rejected += 1
+        else:
+            self.versions.append(number)

@@ -75,6 +75,14 @@ class Telemetry:
             "Drift alarms on the prequential error (task-free streams)",
             registry=r,
         )
+        self.gate_old_drop = Gauge(
+            "olsim_gate_old_task_accuracy_drop",
+            "Last candidate's drop in mean old-task validation accuracy vs the served version",
+            registry=r,
+        )
+        self.rollbacks = Counter(
+            "olsim_rollbacks_total", "Rollbacks of the served version", ["trigger"], registry=r
+        )
         self.versions_evaluated = Counter(
             "olsim_versions_evaluated_total", "Published versions scored on held-out data", registry=r
         )

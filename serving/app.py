@@ -4,19 +4,30 @@ No ``from __future__ import annotations`` here: FastAPI must resolve the handler
 and Serve's ingress wrapper rebuilds the methods where string annotations no longer resolve.
 """
 
+import hmac
 import logging
+import os
 
 import torch
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
 from ray import serve
 from ray.serve import Application
 
 from learner.model import ModelSpec
 from serving.config import ServeConfig
 from serving.follower import WeightFollower
-from serving.schemas import HealthResponse, PredictRequest, PredictResponse, VersionResponse
+from serving.schemas import (
+    HealthResponse,
+    PauseResponse,
+    PredictRequest,
+    PredictResponse,
+    RollbackRequest,
+    RollbackResponse,
+    VersionResponse,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +58,36 @@ def _invalid(loc: tuple[str | int, ...], msg: str) -> RequestValidationError:
 @serve.deployment(name="Predictor", logging_config={"enable_access_log": False})
 @serve.ingress(api)
 class Predictor:
-    def __init__(self, registry_name: str, namespace: str, spec: ModelSpec, config: ServeConfig) -> None:
+    def __init__(
+        self,
+        registry_name: str,
+        namespace: str,
+        spec: ModelSpec,
+        config: ServeConfig,
+        admin_token: str | None = None,
+    ) -> None:
         import ray
 
         torch.set_num_threads(1)
         self.spec = spec
         self.config = config
+        self.admin_token = admin_token
         self.replica = serve.get_replica_context().replica_id.unique_id
-        registry = ray.get_actor(registry_name, namespace=namespace)
-        self.follower = WeightFollower(registry, self.replica, config.poll_timeout_s)
+        self.registry = ray.get_actor(registry_name, namespace=namespace)
+        self.follower = WeightFollower(self.registry, self.replica, config.poll_timeout_s)
         self.follower.load_current()  # before we report healthy: never serve random weights
-        self.follower.start()
+        if config.updates == "long-poll":
+            self.follower.start()
 
     def check_health(self) -> None:
-        if not self.follower.alive:
+        if self.config.updates == "long-poll" and not self.follower.alive:
             raise RuntimeError("weight follower thread died")
+
+    async def reconfigure(self, user_config: dict[str, int]) -> None:
+        """Serve's in-place update path (``updates: reconfigure``): load the registry's current version."""
+        current = await self.registry.current.remote()
+        if current is not None and current.generation > self.follower.generation:
+            self.follower.apply(current)
 
     @api.post("/predict")
     async def predict(self, request: PredictRequest, response: Response) -> PredictResponse:
@@ -98,13 +124,86 @@ class Predictor:
             model_version=served.version, published_at=served.published_at, replica=self.replica
         )
 
+    # -- admin routes: bearer token, checked before the body is read -------------------------
+    def _authorize(self, request: Request) -> None:
+        if not self.admin_token:
+            raise HTTPException(403, "admin routes are disabled: no admin token is configured")
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), self.admin_token.encode()):
+            raise HTTPException(
+                401, "missing or wrong bearer token", headers={"WWW-Authenticate": 'Bearer realm="olsim"'}
+            )
 
-def build_app(registry_name: str, namespace: str, spec: ModelSpec, config: ServeConfig) -> Application:
-    return Predictor.options(  # type: ignore[attr-defined]
-        num_replicas=config.replicas,
-        max_ongoing_requests=config.max_ongoing_requests,
-        ray_actor_options={"num_cpus": config.num_cpus},
-    ).bind(registry_name, namespace, spec, config)
+    @api.post("/admin/rollback")
+    async def rollback(self, request: Request) -> RollbackResponse:
+        """Serve a named version (or the one before the served one) on every replica."""
+        self._authorize(request)
+        raw = await request.body()
+        try:
+            body = RollbackRequest.model_validate_json(raw or b"{}")
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_input=False)]
+            ) from None
+        result = await self.registry.rollback.remote(body.version, body.reason, "manual")
+        if not result.ok:
+            raise HTTPException(result.status, result.detail)
+        log.warning("rollback version=%d previous=%d reason=%r", result.version, result.previous, body.reason)
+        return RollbackResponse(model_version=result.version, previous=result.previous, detail=result.detail)
+
+    @api.post("/admin/pause")
+    async def pause(self, request: Request) -> PauseResponse:
+        """Stop accepting new versions (candidates are rejected with reason ``paused``)."""
+        self._authorize(request)
+        return PauseResponse(paused=await self.registry.set_paused.remote(True))
+
+    @api.post("/admin/resume")
+    async def resume(self, request: Request) -> PauseResponse:
+        self._authorize(request)
+        return PauseResponse(paused=await self.registry.set_paused.remote(False))
 
 
-__all__ = ["Predictor", "ServeConfig", "build_app"]
+def build_app(
+    registry_name: str,
+    namespace: str,
+    spec: ModelSpec,
+    config: ServeConfig,
+    admin_token: str | None = None,
+    user_config: dict[str, int] | None = None,
+) -> Application:
+    """The Serve application; ``admin_token`` enables the ``/admin`` routes (bearer auth).
+
+    ``user_config`` matters only with ``updates: reconfigure``: changing it makes Serve call
+    :meth:`Predictor.reconfigure` on every replica.
+    """
+    options: dict[str, object] = {
+        "num_replicas": config.replicas,
+        "max_ongoing_requests": config.max_ongoing_requests,
+        "ray_actor_options": {"num_cpus": config.num_cpus},
+    }
+    if user_config is not None:
+        options["user_config"] = user_config
+    return Predictor.options(**options).bind(  # type: ignore[attr-defined]
+        registry_name, namespace, spec, config, admin_token
+    )
+
+
+class AppArgs(BaseModel):
+    """Arguments of :func:`app_builder` (the ``args:`` of a Serve config's application)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    registry_name: str
+    namespace: str = "olsim"
+    model: ModelSpec = ModelSpec()
+    serving: ServeConfig = ServeConfig()
+    admin_token_env: str = "OLSIM_ADMIN_TOKEN"  # the token itself never goes into a config file
+
+
+def app_builder(args: AppArgs) -> Application:
+    """Typed application builder for Serve's config files (``import_path: serving.app:app_builder``)."""
+    token = os.environ.get(args.admin_token_env) or None
+    return build_app(args.registry_name, args.namespace, args.model, args.serving, token)
+
+
+__all__ = ["AppArgs", "Predictor", "ServeConfig", "app_builder", "build_app"]

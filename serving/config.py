@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -17,3 +19,8 @@ class ServeConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     poll_timeout_s: float = Field(5.0, gt=0)
+    updates: Literal["long-poll", "reconfigure"] = Field(
+        "long-poll",
+        description="long-poll: each replica follows the registry (olsim's path); reconfigure: weights "
+        "change only when Serve calls reconfigure(user_config) (the baseline `olsim bench swap` compares)",
+    )

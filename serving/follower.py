@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from serving.registry import Version
+from serving.registry import Current
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Served:
     version: int
+    generation: int  # the registry change that made this version current
     model: nn.Module
-    published_at: float
+    published_at: float  # when the registry accepted the version
 
 
 class WeightFollower:
@@ -43,7 +44,7 @@ class WeightFollower:
         """Blocking: load whatever the registry serves now (called before the replica reports ready)."""
         current = self._ray.get(self.registry.current.remote())
         if current is not None:
-            self._apply(current)
+            self.apply(current)
 
     def start(self) -> None:
         self._thread.start()
@@ -56,28 +57,31 @@ class WeightFollower:
         return self._thread.is_alive()
 
     @property
-    def version(self) -> int:
-        return 0 if self.served is None else self.served.version
+    def generation(self) -> int:
+        return 0 if self.served is None else self.served.generation
 
-    def _apply(self, v: Version) -> None:
+    def apply(self, c: Current) -> None:
+        """Build the version's model (checksum verified) and make it the served one."""
+        v = c.version
         model = v.snapshot.build()  # verifies the checksum, names and shapes
-        self.served = Served(v.number, model, v.published_at)  # the atomic swap
+        self.served = Served(v.number, c.generation, model, v.published_at)  # the atomic swap
         applied = time.time()
-        self.registry.ack.remote(self.replica, v.number, applied)
+        self.registry.ack.remote(self.replica, v.number, c.generation, applied)
         log.debug(
-            "swapped replica=%s version=%d staleness_ms=%.1f",
+            "swapped replica=%s version=%d generation=%d staleness_ms=%.1f",
             self.replica,
             v.number,
-            1e3 * (applied - v.published_at),
+            c.generation,
+            1e3 * (applied - c.changed_at),
         )
 
     def _loop(self) -> None:
         backoff = 0.1
         while not self._stop.is_set():
             try:
-                v = self._ray.get(self.registry.wait_newer.remote(self.version, self.poll_timeout_s))
-                if v is not None and v.number > self.version:
-                    self._apply(v)
+                c = self._ray.get(self.registry.wait_newer.remote(self.generation, self.poll_timeout_s))
+                if c is not None and c.generation > self.generation:
+                    self.apply(c)
                 backoff = 0.1
             except Exception as exc:  # registry restarting, bad snapshot: keep serving, retry
                 self.errors += 1

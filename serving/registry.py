@@ -1,17 +1,26 @@
-"""The weight registry: numbered versions, publish, long-poll subscribe, per-replica swap records.
+"""The weight registry: numbered versions behind a promotion gate, the served pointer, rollback,
+long-poll subscribe and per-replica swap records.
 
-Plain asyncio; :func:`serving.registry_actor.start_registry` runs it as a named Ray actor.
-Long-polling replaces Serve's ``reconfigure``: a replica asks "anything newer than v?" and the
-call returns the moment a version is published (or after ``timeout`` with None).
+Plain asyncio; deploy runs :class:`RegistryActor` as a named Ray actor. Long-polling replaces
+Serve's ``reconfigure``: a replica asks "has the served version changed since generation g?" and
+the call returns the moment it does (or after ``timeout`` with None).
+
+Version numbers only grow; the *served* version is normally the newest accepted one, and a
+rollback points it at an older one. Every change of the served version bumps ``generation``,
+which is what replicas follow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from learner.snapshot import Snapshot
+from learner.gate import Decision, Gate
+from learner.priority import lower_thread_priority
+from learner.snapshot import Snapshot, SnapshotError
 
 
 @dataclass(frozen=True)
@@ -19,13 +28,66 @@ class Version:
     number: int
     snapshot: Snapshot
     published_at: float  # unix time the registry accepted it
+    scores: tuple[float, ...] | None = None  # gate's validation accuracy per task
+
+
+@dataclass(frozen=True)
+class Current:
+    """What replicas serve: a version, and the change (generation) that made it current."""
+
+    generation: int
+    version: Version
+    changed_at: float  # unix time it became the served version (accept or rollback)
+    kind: Literal["publish", "rollback"] = "publish"
+
+
+@dataclass(frozen=True)
+class Change:
+    generation: int
+    version: int
+    previous: int
+    at: float
+    kind: Literal["publish", "rollback"]
+    trigger: str = ""  # rollbacks: "manual" | "auto"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class GateRecord:
+    """One gate decision on a candidate, as listed in the report."""
+
+    at: float
+    accepted: bool
+    reason: str
+    detail: str
+    version: int | None  # the number it got when accepted
+    served: int  # the version served after the decision
+    meta: dict[str, float | int | str | bool] = field(default_factory=dict)
+    old_drop: float | None = None
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    version: int | None  # None: rejected
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    ok: bool
+    version: int  # served after the call
+    previous: int
+    detail: str = ""
+    status: int = 200  # HTTP status an admin route should answer with
 
 
 @dataclass(frozen=True)
 class Swap:
     replica: str
     version: int
-    published_at: float
+    generation: int
+    published_at: float  # when the version became current (accept or rollback)
     applied_at: float  # unix time the replica began serving it
 
     @property
@@ -34,89 +96,200 @@ class Swap:
 
 
 class Registry:
-    """Versions in publish order; the newest is the one served.
+    """Versions in accept order plus the served pointer.
 
     >>> from learner.model import ModelSpec, build_model
     >>> reg = Registry()
     >>> snap = Snapshot.from_model(build_model(ModelSpec(), seed=0))
-    >>> asyncio.run(reg.publish(snap)), asyncio.run(reg.wait_newer(0, timeout=0.01)).number
+    >>> asyncio.run(reg.publish(snap)).version, asyncio.run(reg.wait_newer(0, timeout=0.01)).version.number
     (1, 1)
     >>> asyncio.run(reg.wait_newer(1, timeout=0.01)) is None
     True
     """
 
-    def __init__(self, keep: int = 1000) -> None:
+    def __init__(self, keep: int = 1000, gate: Gate | None = None) -> None:
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
         self.keep = keep
+        self.gate = gate
+        self.paused = False
         self._versions: dict[int, Version] = {}
-        self._latest = 0
+        self._latest = 0  # newest accepted version number
+        self._current: Current | None = None
+        self._changes: list[Change] = []
+        self._decisions: list[GateRecord] = []
         self._swaps: list[Swap] = []
         self._changed: asyncio.Condition | None = None
+        self._publishing: asyncio.Lock | None = None
+        self._gate_thread: ThreadPoolExecutor | None = None  # one background thread, low CPU priority
 
     def _cond(self) -> asyncio.Condition:
         if self._changed is None:  # created on first use, inside the running loop
             self._changed = asyncio.Condition()
         return self._changed
 
-    async def publish(self, snapshot: Snapshot) -> int:
-        """Accept a snapshot as the next version; returns its number."""
-        snapshot.verify()
+    @property
+    def served(self) -> int:
+        return 0 if self._current is None else self._current.version.number
+
+    @property
+    def generation(self) -> int:
+        return 0 if self._current is None else self._current.generation
+
+    async def publish(self, snapshot: Snapshot) -> PublishResult:
+        """Gate a candidate; when accepted it becomes the next version and the served one."""
+        if self._publishing is None:
+            self._publishing = asyncio.Lock()
+        async with self._publishing:  # one candidate at a time: each is judged against what is served
+            decision = await self._judge(snapshot)
+            async with self._cond():
+                number = None
+                if decision.accepted:
+                    self._latest += 1
+                    number = self._latest
+                    version = Version(number, snapshot, time.time(), decision.scores)
+                    self._versions[number] = version
+                    for old in [v for v in self._versions if v <= number - self.keep and v != self.served]:
+                        del self._versions[old]
+                    self._set_current(version, "publish", version.published_at)
+                self._decisions.append(
+                    GateRecord(
+                        time.time(),
+                        decision.accepted,
+                        decision.reason,
+                        decision.detail,
+                        number,
+                        self.served,
+                        dict(snapshot.meta),
+                        decision.old_drop,
+                    )
+                )
+                return PublishResult(number, decision.reason, decision.detail)
+
+    async def _judge(self, snapshot: Snapshot) -> Decision:
+        if self.paused:
+            return Decision(False, "paused", "publication paused by an operator")
+        if self.gate is None:
+            try:
+                snapshot.verify()
+            except SnapshotError as exc:
+                return Decision(False, "checksum", str(exc))
+            return Decision(True, "gate_off")
+        served = None if self._current is None else self._current.version.scores
+        if self._gate_thread is None:
+            self._gate_thread = ThreadPoolExecutor(1, "olsim-gate", initializer=lower_thread_priority)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._gate_thread, self.gate.check, snapshot, served)
+
+    def _set_current(
+        self,
+        version: Version,
+        kind: Literal["publish", "rollback"],
+        at: float,
+        trigger: str = "",
+        reason: str = "",
+    ) -> None:
+        previous = self.served
+        self._current = Current(self.generation + 1, version, at, kind)
+        self._changes.append(Change(self.generation, version.number, previous, at, kind, trigger, reason))
+        self._cond().notify_all()
+
+    async def rollback(
+        self, to: int | None = None, reason: str = "", trigger: str = "manual", expect: int | None = None
+    ) -> RollbackResult:
+        """Serve version ``to`` (default: the newest retained one older than the served one).
+
+        ``expect``: only roll back if that version is still the served one (the evaluator's
+        automatic rollback must not undo a newer, healthy version).
+        """
         async with self._cond():
-            self._latest += 1
-            self._versions[self._latest] = Version(self._latest, snapshot, time.time())
-            for old in [v for v in self._versions if v <= self._latest - self.keep]:
-                del self._versions[old]
-            self._cond().notify_all()
-            return self._latest
+            served = self.served
+            if expect is not None and served != expect:
+                return RollbackResult(False, served, served, f"version {expect} is no longer served", 409)
+            if to is None:
+                older = [v for v in self._versions if v < served]
+                if not older:
+                    return RollbackResult(False, served, served, "no earlier version is retained", 409)
+                to = max(older)
+            target = self._versions.get(to)
+            if target is None:
+                return RollbackResult(False, served, served, f"version {to} is not retained", 404)
+            if to == served:
+                return RollbackResult(False, served, served, f"version {to} is already served", 409)
+            self._set_current(target, "rollback", time.time(), trigger, reason)
+            return RollbackResult(True, to, served, reason)
+
+    async def set_paused(self, paused: bool) -> bool:
+        """Pause (reject every candidate with reason ``paused``) or resume publication."""
+        self.paused = paused
+        return self.paused
 
     async def latest(self) -> int:
+        """Newest accepted version number."""
         return self._latest
 
-    async def current(self) -> Version | None:
-        return self._versions.get(self._latest)
+    async def current(self) -> Current | None:
+        return self._current
 
     async def get(self, number: int) -> Version | None:
         return self._versions.get(number)
 
-    async def _published_after(self, after: int, timeout: float) -> bool:
-        """Wait (holding the condition) until a version newer than ``after`` exists; False on timeout."""
-        try:
-            await asyncio.wait_for(self._cond().wait_for(lambda: self._latest > after), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    async def wait_newer(self, after: int, timeout: float) -> Version | None:
-        """The current version once it is newer than ``after``; None after ``timeout`` seconds."""
+    async def wait_newer(self, after: int, timeout: float) -> Current | None:
+        """The served version once its generation is newer than ``after``; None after ``timeout``."""
         async with self._cond():
-            if not await self._published_after(after, timeout):
+            try:
+                await asyncio.wait_for(self._cond().wait_for(lambda: self.generation > after), timeout)
+            except TimeoutError:
                 return None
-            return self._versions.get(self._latest)
+            return self._current
 
     async def wait_next(self, after: int, timeout: float) -> Version | None:
-        """The oldest retained version newer than ``after`` (for consumers that must see every one)."""
+        """The oldest retained accepted version newer than ``after`` (for consumers that score each)."""
         async with self._cond():
-            if not await self._published_after(after, timeout):
+            try:
+                await asyncio.wait_for(self._cond().wait_for(lambda: self._latest > after), timeout)
+            except TimeoutError:
                 return None
             newer = [v for v in self._versions if v > after]
             return self._versions[min(newer)] if newer else None
 
-    async def ack(self, replica: str, version: int, applied_at: float) -> None:
-        """A replica reports that it serves ``version`` since ``applied_at``."""
-        v = self._versions.get(version)
-        published = v.published_at if v is not None else applied_at
-        self._swaps.append(Swap(replica, version, published, applied_at))
+    async def ack(self, replica: str, version: int, generation: int, applied_at: float) -> None:
+        """A replica reports that it serves ``version`` (of change ``generation``) since ``applied_at``."""
+        changes = [c for c in self._changes if c.generation == generation]
+        changed_at = changes[0].at if changes else applied_at
+        self._swaps.append(Swap(replica, version, generation, changed_at, applied_at))
 
     async def swaps(self, since: int = 0) -> list[Swap]:
         return self._swaps[since:]
 
+    async def changes(self, since: int = 0) -> list[Change]:
+        return self._changes[since:]
+
+    async def decisions(self, since: int = 0) -> list[GateRecord]:
+        return self._decisions[since:]
+
     async def replica_versions(self) -> dict[str, int]:
-        """Newest version each replica has acknowledged."""
+        """Version each replica serves (its newest acknowledged change)."""
+        newest: dict[str, Swap] = {}
+        for s in self._swaps:
+            if s.replica not in newest or s.generation > newest[s.replica].generation:
+                newest[s.replica] = s
+        return {r: s.version for r, s in newest.items()}
+
+    async def replica_generations(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for s in self._swaps:
-            out[s.replica] = max(out.get(s.replica, 0), s.version)
+            out[s.replica] = max(out.get(s.replica, 0), s.generation)
         return out
+
+    async def state(self) -> dict[str, Any]:
+        """Served version, generation and pause flag (for /admin and the report)."""
+        return {
+            "served": self.served,
+            "generation": self.generation,
+            "latest": self._latest,
+            "paused": self.paused,
+        }
 
     async def history(self) -> list[dict[str, float | int | str | bool]]:
         """Metadata of retained versions, oldest first (no weights)."""
@@ -124,3 +297,13 @@ class Registry:
             {"version": v.number, "published_at": v.published_at, **v.snapshot.meta}
             for v in sorted(self._versions.values(), key=lambda v: v.number)
         ]
+
+
+class RegistryActor(Registry):
+    """The registry as deploy runs it (``ray.remote(RegistryActor)``): one torch thread for the gate."""
+
+    def __init__(self, keep: int = 1000, gate: Gate | None = None) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        super().__init__(keep, gate)

@@ -36,3 +36,26 @@ class VersionResponse(BaseModel):
 class HealthResponse(BaseModel):
     status: str
     model_version: int | None
+
+
+class RollbackRequest(BaseModel):
+    """Body of ``POST /admin/rollback``; an empty body rolls back to the previous version.
+
+    >>> RollbackRequest.model_validate_json('{}').version is None
+    True
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int | None = Field(None, ge=1, description="version to serve; default: the one before")
+    reason: str = Field("", max_length=200)
+
+
+class RollbackResponse(BaseModel):
+    model_version: int
+    previous: int
+    detail: str = ""
+
+
+class PauseResponse(BaseModel):
+    paused: bool

@@ -7,6 +7,7 @@ endpoint and sends hostile requests to the live replicas.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,13 @@ from deploy.scenario import load_scenario
 SEED = 0
 
 
-def _scenario(strategy: str) -> Any:
+def _scenario(strategy: str, gate: str = "off") -> Any:
+    """Gate off by default: these runs watch forgetting happen (and must equal the gate-less bench)."""
     s = load_scenario("split-digits").with_strategy(strategy)
     fast = s.stream.model_copy(update={"rate": 2000.0})  # ~5.4 s of stream instead of ~27 s
-    return s.model_copy(update={"stream": fast, "seed": SEED})
+    return s.model_copy(
+        update={"stream": fast, "seed": SEED, "gate": s.gate.model_copy(update={"mode": gate})}
+    )
 
 
 def _live_checks(report: dict[str, Any], out: dict[str, Any]) -> None:
@@ -50,17 +54,19 @@ def _live_checks(report: dict[str, Any], out: dict[str, Any]) -> None:
     out["healthz"] = httpx.get(f"{base}/healthz", timeout=10)
 
 
-def _run(strategy: str, tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _run(strategy: str, tmp: Path, gate: str = "off") -> tuple[dict[str, Any], dict[str, Any]]:
     live: dict[str, Any] = {}
-    opts = RunOptions(report_dir=tmp / strategy, metrics_port=0, load_rps=40.0)
-    report = run(_scenario(strategy), opts, on_finished=lambda r: _live_checks(r, live))
+    opts = RunOptions(report_dir=tmp / f"{strategy}-{gate}", metrics_port=0, load_rps=40.0)
+    report = run(_scenario(strategy, gate), opts, on_finished=lambda r: _live_checks(r, live))
     return report, live
 
 
 @pytest.fixture(scope="module")
 def runs(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, dict]]:
     tmp = tmp_path_factory.mktemp("runs")
-    return {name: _run(name, tmp) for name in ("naive", "replay")}
+    out = {name: _run(name, tmp) for name in ("naive", "replay")}
+    out["naive-gated"] = _run("naive", tmp, gate="on")
+    return out
 
 
 @pytest.mark.parametrize("strategy", ["naive", "replay"])
@@ -130,6 +136,34 @@ def test_scrape_endpoint_matches_the_report(runs: dict, strategy: str) -> None:
     assert m[("olsim_average_accuracy", ())] == pytest.approx(report["acc"])
     assert m[("olsim_learner_samples_total", ())] == report["learner"]["samples"]
     assert m[("olsim_swap_staleness_seconds_count", ())] >= 2 * 5
+    assert report["gate"]["counts"] == {"accepted/gate_off": report["versions_published"]}
+    gate_off = (("decision", "accepted"), ("reason", "gate_off"))
+    assert m[("olsim_gate_decisions_total", gate_off)] == report["versions_published"]
+
+
+def test_gate_keeps_forgetting_versions_away_from_replicas(runs: dict) -> None:
+    """Naive with the gate on: every candidate that forgets the old tasks is rejected, counted and listed;
+    the served versions never lose more old-task accuracy than the budget allows (plus val/test noise)."""
+    report, live = runs["naive-gated"]
+    gate, m = report["gate"], live["metrics"]
+    rejected = gate["counts"].get("rejected/forgetting_budget", 0)
+    assert rejected >= 10 and len(gate["rejected"]) == rejected
+    assert all(r["task"] >= 1 and "budget" in r["detail"] for r in gate["rejected"])
+    assert gate["counts"]["accepted/passed"] == report["versions_published"] == report["served_version"]
+    assert (
+        m[("olsim_gate_decisions_total", (("decision", "rejected"), ("reason", "forgetting_budget")))]
+        == rejected
+    )
+    assert m[("olsim_model_version", ())] == report["served_version"]
+    timeline = report["timeline"]  # every accepted version, scored on the test splits
+    for prev, cur in pairwise(timeline):
+        old = range(cur["task"])
+        if len(old):
+            drop = sum(max(0.0, prev["accuracies"][j] - cur["accuracies"][j]) for j in old) / len(old)
+            assert drop <= gate["forgetting_budget"] + 0.15, (prev["version"], cur["version"], drop)
+    # the matrix describes what was served: the old task stays learned, the rejected ones never arrive
+    assert report["accuracy_matrix"][-1][0] > 0.9 and report["bwt"] > -0.1
+    assert report["requests"]["errors"] == 0 and report["replicas_converged"]
 
 
 @pytest.mark.parametrize("strategy", ["naive", "replay"])

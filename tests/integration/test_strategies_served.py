@@ -22,7 +22,8 @@ from learner.strategies import STRATEGIES
 def _short(strategy: str) -> Any:
     s = load_scenario("split-digits").with_strategy(strategy)
     stream = s.stream.model_copy(update={"n_tasks": 2, "epochs": 2, "rate": 1500.0})
-    return s.model_copy(update={"stream": stream, "seed": 3})
+    gate_off = s.gate.model_copy(update={"mode": "off"})  # compared with the gate-less in-process bench
+    return s.model_copy(update={"stream": stream, "seed": 3, "gate": gate_off})
 
 
 @pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - {"naive", "replay"}))

@@ -1,0 +1,100 @@
+"""The promotion gate on real split-digits tasks: integrity checks and the forgetting budget."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import torch
+
+from learner.gate import Gate, GateConfig
+from learner.model import ModelSpec, build_model
+from learner.snapshot import Snapshot
+from serving.registry import Registry
+from stream.tasks import Task, build_tasks
+
+SPEC = ModelSpec()
+
+
+@pytest.fixture(scope="module")
+def tasks() -> list[Task]:
+    return build_tasks("split-digits", n_tasks=3, seed=0)
+
+
+def _train(model: torch.nn.Module, tasks: list[Task], steps: int = 150) -> torch.nn.Module:
+    x = torch.from_numpy(np.concatenate([t.train.x for t in tasks]))
+    y = torch.from_numpy(np.concatenate([t.train.y for t in tasks]))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        i = torch.randint(len(x), (32,), generator=g)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[i]), y[i]).backward()
+        opt.step()
+    return model
+
+
+@pytest.fixture(scope="module")
+def snaps(tasks: list[Task]) -> dict[str, Snapshot]:
+    """task0: trained on task 0; naive1: then on task 1 only; joint1: on tasks 0 and 1 together."""
+    m = _train(build_model(SPEC, seed=0), tasks[:1])
+    out = {"task0": Snapshot.from_model(m, task=0)}
+    out["naive1"] = Snapshot.from_model(_train(m, tasks[1:2]), task=1)
+    out["joint1"] = Snapshot.from_model(_train(build_model(SPEC, seed=0), tasks[:2]), task=1)
+    return out
+
+
+def test_a_candidate_that_forgets_beyond_the_budget_is_rejected(
+    tasks: list[Task], snaps: dict[str, Snapshot]
+) -> None:
+    gate = Gate(tasks, SPEC, GateConfig(forgetting_budget=0.1))
+    served = gate.scores(snaps["task0"])
+    assert served[0] > 0.95
+    naive = gate.check(snaps["naive1"], served)
+    assert (naive.accepted, naive.reason) == (False, "forgetting_budget")
+    assert naive.old_drop is not None and naive.old_drop > 0.5 and "budget 0.100" in naive.detail
+    joint = gate.check(snaps["joint1"], served)
+    assert (joint.accepted, joint.reason) == (True, "passed")
+    assert joint.old_drop is not None and joint.old_drop <= 0.1
+    off = Gate(tasks, SPEC, GateConfig(mode="off")).check(snaps["naive1"], served)
+    assert (off.accepted, off.reason, off.old_drop) == (True, "gate_off", naive.old_drop)
+
+
+def test_a_gain_on_one_old_task_does_not_pay_for_forgetting_another(tasks: list[Task]) -> None:
+    """Served knows task 0 only; the candidate (learning task 2) knows task 1 only: mean old-task
+    accuracy is unchanged, yet task 0 is forgotten."""
+    gate = Gate(tasks, SPEC, GateConfig(forgetting_budget=0.1))
+    only1 = Snapshot.from_model(_train(build_model(SPEC, seed=1), tasks[1:2]), task=2)
+    decision = gate.check(only1, served=(1.0, 0.0, 0.0))
+    assert (decision.accepted, decision.reason) == (False, "forgetting_budget")
+    assert decision.old_drop == pytest.approx(0.5, abs=0.02)
+
+
+def test_broken_candidates_are_rejected_even_with_the_gate_off(tasks: list[Task]) -> None:
+    gate = Gate(tasks, SPEC, GateConfig(mode="off"))
+    model = build_model(SPEC, seed=0)
+    with torch.no_grad():
+        model.fc1.weight[3, 5] = float("nan")
+    nan = gate.check(Snapshot.from_model(model), None)
+    assert (nan.accepted, nan.reason, nan.detail) == (False, "non_finite", "fc1.weight: 1 non-finite values")
+    wide = gate.check(Snapshot.from_model(build_model(ModelSpec(hidden=128), seed=0)), None)
+    assert (wide.accepted, wide.reason) == (False, "shape_mismatch")
+    tampered = Snapshot.from_model(build_model(SPEC, seed=0))
+    tampered.tensors["fc1.bias"][0] += 1.0
+    assert gate.check(tampered, None).reason == "checksum"
+    inf_extra = Snapshot.from_model(build_model(SPEC, seed=0), extras={"knn.x": np.full((2, 64), np.inf)})
+    assert gate.check(inf_extra, None).reason == "non_finite"
+
+
+def test_registry_behind_the_gate_keeps_serving_the_last_good_version(
+    tasks: list[Task], snaps: dict[str, Snapshot]
+) -> None:
+    async def scenario() -> tuple[list[int | None], int, list[str]]:
+        reg = Registry(gate=Gate(tasks, SPEC, GateConfig(forgetting_budget=0.1)))
+        out = [(await reg.publish(snaps[k])).version for k in ("task0", "naive1", "joint1")]
+        return out, reg.served, [d.reason for d in await reg.decisions()]
+
+    versions, served, reasons = asyncio.run(scenario())
+    assert versions == [1, None, 2] and served == 2
+    assert reasons == ["passed", "forgetting_budget", "passed"]
