@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from learner.metrics import accuracy
 from learner.model import ModelSpec, build_model
@@ -48,6 +48,14 @@ class GateConfig(BaseModel):
         description="roll back automatically when the served version's mean test accuracy over the "
         "tasks seen falls below this (None: never)",
     )
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: object) -> object:
+        """YAML 1.1 reads a bare ``off``/``on`` as a boolean; take it as the word that was written."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
 
 
 @dataclass(frozen=True)

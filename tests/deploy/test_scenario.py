@@ -61,3 +61,15 @@ def test_missing_file_and_unknown_name() -> None:
         load_scenario("/nonexistent/x.yaml")
     with pytest.raises(ScenarioError, match="valid: permuted-digits, split-digits, synthetic"):
         load_scenario("split-digit")
+
+
+def test_gate_block_is_validated_with_the_field_named() -> None:
+    from deploy.scenario import ScenarioError, parse_scenario
+
+    ok = parse_scenario(
+        "name: g\ngate: {mode: off, forgetting_budget: 0.05, rollback_floor: 0.5}\n", "g.yaml"
+    )
+    assert (ok.gate.mode, ok.gate.forgetting_budget, ok.gate.rollback_floor) == ("off", 0.05, 0.5)
+    assert parse_scenario("name: d\n", "d.yaml").gate.mode == "on"
+    with pytest.raises(ScenarioError, match=r"gate\.forgetting_budget: .*less than or equal to 1"):
+        parse_scenario("name: g\ngate: {forgetting_budget: 2}\n", "g.yaml")
