@@ -255,8 +255,8 @@ class Registry:
 
     async def ack(self, replica: str, version: int, generation: int, applied_at: float) -> None:
         """A replica reports that it serves ``version`` (of change ``generation``) since ``applied_at``."""
-        changes = [c for c in self._changes if c.generation == generation]
-        changed_at = changes[0].at if changes else applied_at
+        known = 0 < generation <= len(self._changes)  # change g is self._changes[g - 1]
+        changed_at = self._changes[generation - 1].at if known else applied_at
         self._swaps.append(Swap(replica, version, generation, changed_at, applied_at))
 
     async def swaps(self, since: int = 0) -> list[Swap]:

@@ -22,7 +22,6 @@ from deploy.runner import NAMESPACE, ServingStack, get, wait_until
 from deploy.scenario import Scenario, load_scenario
 from learner.model import ModelSpec, build_model
 from learner.snapshot import Snapshot
-from stream.tasks import Task
 
 TOKEN = "test-admin-token-0123456789"
 PREFIX = "/gated"
@@ -34,34 +33,19 @@ def _scenario() -> Scenario:
     return s.model_copy(update={"stream": s.stream.model_copy(update={"n_tasks": 3})})
 
 
-def _train(model: torch.nn.Module, tasks: list[Task], steps: int = 150) -> torch.nn.Module:
-    x = torch.from_numpy(np.concatenate([t.train.x for t in tasks]))
-    y = torch.from_numpy(np.concatenate([t.train.y for t in tasks]))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        i = torch.randint(len(x), (32,), generator=g)
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x[i]), y[i]).backward()
-        opt.step()
-    return model
-
-
 @pytest.fixture(scope="module")
-def snaps() -> dict[str, Snapshot]:
-    s = _scenario()
-    tasks = s.stream.build_tasks(s.seed)
-    spec = s.learner.model
-    m = _train(build_model(spec, seed=0), tasks[:1])
-    out = {"task0": Snapshot.from_model(m, task=0, task_end=True)}
-    out["naive1"] = Snapshot.from_model(_train(m, tasks[1:2]), task=1)
-    out["joint1"] = Snapshot.from_model(_train(build_model(spec, seed=0), tasks[:2]), task=1)
+def snaps(gate_snapshots: dict[str, Snapshot]) -> dict[str, Snapshot]:
+    """The shared trained snapshots plus a NaN one and a misshapen one."""
+    spec = _scenario().learner.model
     nan = build_model(spec, seed=0)
     with torch.no_grad():
         nan.fc2.weight[0, 0] = float("nan")
-    out["nan"] = Snapshot.from_model(nan, task=1)
-    out["wide"] = Snapshot.from_model(build_model(ModelSpec(hidden=128), seed=0), task=1)
-    return out
+    wide = build_model(ModelSpec(hidden=128), seed=0)
+    return {
+        **gate_snapshots,
+        "nan": Snapshot.from_model(nan, task=1),
+        "wide": Snapshot.from_model(wide, task=1),
+    }
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -12,37 +13,19 @@ from learner.gate import Gate, GateConfig
 from learner.model import ModelSpec, build_model
 from learner.snapshot import Snapshot
 from serving.registry import Registry
-from stream.tasks import Task, build_tasks
+from stream.tasks import Task
 
 SPEC = ModelSpec()
 
 
-@pytest.fixture(scope="module")
-def tasks() -> list[Task]:
-    return build_tasks("split-digits", n_tasks=3, seed=0)
+@pytest.fixture
+def tasks(digit_tasks: list[Task]) -> list[Task]:
+    return digit_tasks
 
 
-def _train(model: torch.nn.Module, tasks: list[Task], steps: int = 150) -> torch.nn.Module:
-    x = torch.from_numpy(np.concatenate([t.train.x for t in tasks]))
-    y = torch.from_numpy(np.concatenate([t.train.y for t in tasks]))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        i = torch.randint(len(x), (32,), generator=g)
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x[i]), y[i]).backward()
-        opt.step()
-    return model
-
-
-@pytest.fixture(scope="module")
-def snaps(tasks: list[Task]) -> dict[str, Snapshot]:
-    """task0: trained on task 0; naive1: then on task 1 only; joint1: on tasks 0 and 1 together."""
-    m = _train(build_model(SPEC, seed=0), tasks[:1])
-    out = {"task0": Snapshot.from_model(m, task=0)}
-    out["naive1"] = Snapshot.from_model(_train(m, tasks[1:2]), task=1)
-    out["joint1"] = Snapshot.from_model(_train(build_model(SPEC, seed=0), tasks[:2]), task=1)
-    return out
+@pytest.fixture
+def snaps(gate_snapshots: dict[str, Snapshot]) -> dict[str, Snapshot]:
+    return gate_snapshots
 
 
 def test_a_candidate_that_forgets_beyond_the_budget_is_rejected(
@@ -61,11 +44,13 @@ def test_a_candidate_that_forgets_beyond_the_budget_is_rejected(
     assert (off.accepted, off.reason, off.old_drop) == (True, "gate_off", naive.old_drop)
 
 
-def test_a_gain_on_one_old_task_does_not_pay_for_forgetting_another(tasks: list[Task]) -> None:
+def test_a_gain_on_one_old_task_does_not_pay_for_forgetting_another(
+    tasks: list[Task], train: Callable[[torch.nn.Module, list[Task]], torch.nn.Module]
+) -> None:
     """Served knows task 0 only; the candidate (learning task 2) knows task 1 only: mean old-task
     accuracy is unchanged, yet task 0 is forgotten."""
     gate = Gate(tasks, SPEC, GateConfig(forgetting_budget=0.1))
-    only1 = Snapshot.from_model(_train(build_model(SPEC, seed=1), tasks[1:2]), task=2)
+    only1 = Snapshot.from_model(train(build_model(SPEC, seed=1), tasks[1:2]), task=2)
     decision = gate.check(only1, served=(1.0, 0.0, 0.0))
     assert (decision.accepted, decision.reason) == (False, "forgetting_budget")
     assert decision.old_drop == pytest.approx(0.5, abs=0.02)
