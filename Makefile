@@ -24,7 +24,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy stream learner serving deploy tests
+	$(BIN)/mypy stream learner serving deploy tests conftest.py
 
 unit: setup
 	$(BIN)/pytest -q -m "not integration"

@@ -1,6 +1,10 @@
 """Fixtures shared by the test suite: trained split-digits snapshots (no Ray), and one local Ray
-cluster for the whole session, used only by tests under integration/ (never run those under
-pytest-xdist)."""
+cluster for the whole session, used only by tests under tests/integration/ (never run those under
+pytest-xdist).
+
+This file sits at the repository root on purpose: a conftest.py inside tests/ would put tests/ on
+sys.path, where tests/deploy, tests/learner, ... shadow the real packages of the same names.
+"""
 
 from __future__ import annotations
 
