@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # resolves a multi-GB CUDA build; elsewhere pip fetches torch==2.13.0 by name.
 TORCH_LINKS := $(if $(wildcard /opt/wheels/torch-2.13.0*),--find-links /opt/wheels,)
 
-.PHONY: setup demo run test lint unit integration clean
+.PHONY: setup system demo run test lint unit integration clean
 
 $(BIN)/olsim: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "olsim needs Python 3.11, got " + sys.version'
@@ -17,6 +17,23 @@ $(BIN)/olsim: pyproject.toml
 
 setup: $(BIN)/olsim
 
+# System tools the tests need: Prometheus + promtool (rule tests, `olsim run --prometheus`) and
+# Chromium (the report page test), from the distribution's packages. As root on Debian/Ubuntu this
+# installs them; anywhere else it names what is missing and how to get it.
+SYSTEM_TOOLS := prometheus promtool chromium
+system:
+	@missing=""; for b in $(SYSTEM_TOOLS); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing the Debian packages prometheus and chromium (missing:$$missing)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      prometheus chromium >/dev/null || exit 1; \
+	  else \
+	    echo "olsim: missing$$missing: install them with 'sudo apt-get install prometheus chromium'" \
+	      "(Debian/Ubuntu), or put Prometheus's and Chromium's binaries on PATH" >&2; exit 1; \
+	  fi; \
+	fi
+
 # The README's first command: set up, then run the default scenario end to end.
 demo: setup
 	$(BIN)/olsim run split-digits --strategy naive --duration 60 --report-dir out/
@@ -26,14 +43,15 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy stream learner serving deploy tests conftest.py
 
-unit: setup
+unit: setup system
 	$(BIN)/pytest -q -m "not integration"
 
-integration: setup
+integration: setup system
 	$(BIN)/pytest -q -m integration
 
-# The README's second command: lint, types, unit tests and doctests, integration tests on real Ray.
-test: lint
+# The README's second command: lint, types, unit tests and doctests, promtool rule tests, integration
+# tests on real Ray (and a real Prometheus and Chromium).
+test: lint system
 	$(BIN)/pytest -q
 
 clean:

@@ -8,7 +8,14 @@ sys.path, where tests/deploy, tests/learner, ... shadow the real packages of the
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +25,11 @@ from learner.model import ModelSpec, build_model
 from learner.snapshot import Snapshot
 from stream.tasks import Task, build_tasks
 
+# The session's Ray binds to loopback like `olsim run` does (read when ray is first imported).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 Train = Callable[[torch.nn.Module, list[Task]], torch.nn.Module]
+PageCheck = Callable[[Path], dict[str, int]]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -36,12 +47,56 @@ def ray_cluster() -> Iterator[None]:
 
     from deploy.runner import NAMESPACE
 
-    ray.init(num_cpus=2, namespace=NAMESPACE, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(
+        num_cpus=2,
+        namespace=NAMESPACE,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        _metrics_export_port=free_port(),
+    )
     try:
         yield
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def page_check() -> PageCheck:
+    """Load an HTML file in headless Chromium (Debian package `chromium`) and return the data-*
+    counters its <body> carries once loaded (report.html sets data-images and data-broken)."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:  # a failure, not a skip: `make system` installs it
+        pytest.fail("chromium not found: `apt-get install chromium` (make system does this as root)")
+
+    def check(path: Path) -> dict[str, int]:
+        proc = subprocess.run(
+            [
+                exe,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--user-data-dir={tempfile.mkdtemp(prefix='olsim-chromium-')}",
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+                path.resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        body = re.search(r"<body([^>]*)>", proc.stdout)
+        assert body is not None, proc.stdout[:2000]
+        return {k: int(v) for k, v in re.findall(r'data-([a-z]+)="(\d+)"', body.group(1))}
+
+    return check
 
 
 def _train(model: torch.nn.Module, tasks: list[Task], steps: int = 150) -> torch.nn.Module:

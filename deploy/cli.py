@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from deploy.runner import RunError
+from deploy.runner import RunError, keep_ray_on_loopback
 from deploy.scenario import ScenarioError, builtin_names, load_scenario
 from learner.strategies import STRATEGIES
 
@@ -61,6 +61,25 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--metrics-port", type=int, default=9464, help="scrape endpoint port (default 9464)")
     r.add_argument("--serve-port", type=int, help="Serve HTTP port (default 8000)")
     r.add_argument(
+        "--ray-metrics-port",
+        type=_at_least(0),
+        default=8090,
+        help="Ray's metrics export port when olsim starts Ray (default 8090; 0 = any)",
+    )
+    r.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="start a Prometheus server (the `prometheus` binary) scraping this run, data in DIR/prometheus",
+    )
+    r.add_argument("--prometheus-port", type=_at_least(1), default=9090, help="its port on 127.0.0.1 (9090)")
+    r.add_argument(
+        "--scrape-interval",
+        type=_at_least(0.5, float),
+        default=5.0,
+        metavar="S",
+        help="Prometheus scrape interval",
+    )
+    r.add_argument(
         "--publish-every", type=_at_least(1), metavar="N", help="publish a weight version every N steps"
     )
     r.add_argument(
@@ -95,6 +114,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="keep serving and exporting metrics S seconds after the run (for scrapes)",
     )
+    rp = sub.add_parser("report", help="rewrite report.txt, report.html and plots/ from DIR/report.json")
+    rp.add_argument("dir", type=Path, help="a run's report directory (holds report.json)")
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench", required=True, parser_class=_Parser)
     f = bsub.add_parser("forgetting", help="every strategy on split/permuted digits, several seeds")
@@ -188,16 +209,29 @@ def _run(args: argparse.Namespace) -> int:
             address=args.address,
             metrics_host=args.metrics_host,
             metrics_port=args.metrics_port,
+            ray_metrics_port=args.ray_metrics_port,
+            prometheus=args.prometheus,
+            prometheus_port=args.prometheus_port,
+            scrape_interval_s=args.scrape_interval,
             load_rps=args.load_rps,
         )
     except ValueError as exc:
         raise ScenarioError(str(exc).replace("\n", " ")) from None
+    if opts.prometheus:
+        from deploy.promserver import PrometheusError, binary
+
+        try:
+            binary()  # before anything starts
+        except PrometheusError as exc:
+            raise ScenarioError(f"--prometheus: {exc}") from None
 
     def linger(report: dict[str, Any]) -> None:
         if args.linger > 0:
             sys.stderr.write(
                 f"\nrun finished; serving and metrics stay up for {args.linger:.0f}s "
-                f"({report['metrics_endpoint']})\n"
+                f"({report['metrics_endpoint']}"
+                + (f", Prometheus {report['prometheus']['url']}" if "prometheus" in report else "")
+                + ")\n"
             )
             time.sleep(args.linger)
 
@@ -215,6 +249,28 @@ def _run(args: argparse.Namespace) -> int:
     print(f"report: {opts.report_dir / 'report.json'}")
     if report.get("admin_token_file"):
         print(f"admin token (for /admin routes): {report['admin_token_file']}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import json
+
+    from deploy.report import render_text, write_html
+
+    path = args.dir / "report.json"
+    try:
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ScenarioError(f"{path} not found (give the directory `olsim run --report-dir` wrote)") from None
+    except (OSError, ValueError) as exc:
+        raise ScenarioError(f"cannot read {path}: {exc}") from None
+    try:
+        text = render_text(report)
+        html = write_html(report, args.dir)
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
+        raise ScenarioError(f"{path} is not an olsim report ({type(exc).__name__}: {exc})") from None
+    (args.dir / "report.txt").write_text(text)
+    print(f"wrote {html}, {args.dir / 'report.txt'} and {args.dir / 'plots'}/")
     return 0
 
 
@@ -279,6 +335,8 @@ def _bench_swap(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if not getattr(args, "address", None):
+        keep_ray_on_loopback()  # before anything imports ray
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -286,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "report":
+            return _report(args)
         if args.command == "bench":
             bench = {"forgetting": _bench_forgetting, "knn-index": _bench_knn_index, "swap": _bench_swap}
             return bench[args.bench](args)

@@ -1,8 +1,16 @@
-"""Human-readable rendering of a report.json."""
+"""Human-readable renderings of a report.json: report.txt, and report.html with SVG plots."""
 
 from __future__ import annotations
 
+import html
+import itertools
+import math
+from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from deploy.plots import Marker, Series, bar_chart, heatmap, line_chart
 
 
 def _fmt(v: float | None, signed: bool = False) -> str:
@@ -62,3 +70,234 @@ def render_text(report: dict[str, Any]) -> str:
             f"p99 {_fmt(lat['p99'])}   versions seen {len(req['versions_seen'])}"
         )
     return "\n".join(lines) + "\n"
+
+
+# -- report.html --------------------------------------------------------------------------------
+def per_task_forgetting(matrix: list[list[float]]) -> list[float]:
+    """Forgetting of each earlier task after the last one: best earlier accuracy minus the final one.
+
+    >>> per_task_forgetting([[0.9, 0.1], [0.6, 0.8], [0.7, 0.5]])
+    [0.2, 0.30000000000000004]
+    """
+    last = len(matrix) - 1
+    return [max(matrix[i][j] for i in range(j, last)) - matrix[last][j] for j in range(last)]
+
+
+def served_accuracy_series(report: dict[str, Any]) -> list[Series]:
+    """Each task's test accuracy under whatever version was served, as steps over run time.
+
+    A task's line starts when the first version trained on it is served; rollbacks show as the
+    served accuracy jumping back.
+    """
+    t0 = report["started_at"]
+    scored = {v["version"]: v for v in report["timeline"]}
+    served = [s for s in report["swaps"] if s["version"] in scored]
+    out = []
+    for j, task in enumerate(report["tasks"]):
+        xs: list[float] = []
+        ys: list[float] = []
+        for s in served:
+            v = scored[s["version"]]
+            if not xs and v["task"] < j:
+                continue
+            xs.append(s["published_at"] - t0)
+            ys.append(v["accuracies"][j])
+        if xs:
+            out.append(Series(f"task {j} ({task['name']})", xs, ys, step=True))
+    return out
+
+
+def _markers(report: dict[str, Any]) -> tuple[list[Marker], list[tuple[str, str, bool]]]:
+    """Swap (grey), rollback (red, dashed) and chaos-event (purple, dashed) markers, and their legend."""
+    t0 = report["started_at"]
+    marks = [
+        Marker(s["published_at"] - t0, f"v{s['version']} ({s['kind']})", "#d0d0d0")
+        for s in report["swaps"]
+        if s["kind"] == "publish"
+    ]
+    marks += [
+        Marker(s["published_at"] - t0, f"rollback to v{s['version']}", "#d62728", dashed=True)
+        for s in report["swaps"]
+        if s["kind"] == "rollback"
+    ]
+    chaos = report.get("chaos") or []  # [{"at": unix time, "kind": ...}] from chaos scenarios
+    marks += [Marker(c["at"] - t0, f"chaos: {c['kind']}", "#9467bd", dashed=True) for c in chaos]
+    legend = [("swap", "#d0d0d0", False)]
+    if any(s["kind"] == "rollback" for s in report["swaps"]):
+        legend.append(("rollback", "#d62728", True))
+    if chaos:
+        legend.append(("chaos event", "#9467bd", True))
+    return marks, legend
+
+
+def _latency_series(report: dict[str, Any]) -> list[Series]:
+    """Every request's latency as dots, failures apart, and p50/p99 over 2-second windows."""
+    rows = report["requests"]["samples"]
+    t0 = report["started_at"]
+    ok = [(r[0] - t0, r[1]) for r in rows if r[2] == 200]
+    failed = [(r[0] - t0, r[1]) for r in rows if r[2] != 200]
+    out = [Series("request (200)", [x for x, _ in ok], [y for _, y in ok], dots=True)]
+    if failed:
+        out.append(Series("failed request", [x for x, _ in failed], [y for _, y in failed], dots=True))
+    if ok:
+        x = np.array([x for x, _ in ok])
+        y = np.array([y for _, y in ok])
+        edges = np.arange(math.floor(x.min()), x.max() + 2.0, 2.0)
+        mids, p50, p99 = [], [], []
+        for a, b in itertools.pairwise(edges):
+            window = y[(x >= a) & (x < b)]
+            if len(window):
+                mids.append(float(a + 1.0))
+                p50.append(float(np.percentile(window, 50)))
+                p99.append(float(np.percentile(window, 99)))
+        out += [Series("p50 (2 s)", mids, p50), Series("p99 (2 s)", mids, p99)]
+    return out
+
+
+PLOTS = ("accuracy-matrix.svg", "accuracy-over-time.svg", "forgetting.svg", "latency.svg")
+
+
+def write_plots(report: dict[str, Any], out: Path) -> list[tuple[str, str]]:
+    """Write the SVG charts under ``out/plots``; returns (relative path, caption) for each."""
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    names = [t["name"] for t in report["tasks"]]
+    matrix = report["accuracy_matrix"]
+    marks, marks_legend = _markers(report)
+    duration = report.get("duration_s") or 1.0
+    charts = [
+        (
+            PLOTS[0],
+            heatmap(
+                matrix,
+                [f"after task {i} ({names[i]})" for i in range(len(matrix))],
+                names,
+                title="Accuracy matrix R[i][j]: test accuracy on task j after training task i",
+            ),
+            "Rows: after training each task (the version served at its end); columns: tasks tested.",
+        ),
+        (
+            PLOTS[1],
+            line_chart(
+                served_accuracy_series(report),
+                marks,
+                title="Served version's test accuracy per task",
+                x_label="seconds since the run started",
+                y_label="accuracy",
+                y_range=(0.0, 1.0),
+                x_range=(0.0, duration),
+                marker_legend=marks_legend,
+            ),
+            "Each line holds the accuracy of whatever version replicas served; grey lines are swaps.",
+        ),
+        (
+            PLOTS[2],
+            bar_chart(
+                names[: max(0, len(matrix) - 1)],
+                per_task_forgetting(matrix) if matrix else [],
+                title="Forgetting per task (best earlier accuracy - final accuracy)",
+                y_label="forgetting",
+            ),
+            "Tasks before the last one completed; the last task cannot have been forgotten yet.",
+        ),
+    ]
+    if report.get("requests"):
+        charts.append(
+            (
+                PLOTS[3],
+                line_chart(
+                    _latency_series(report),
+                    marks,
+                    title="/predict latency while the learner publishes",
+                    x_label="seconds since the run started (request send time)",
+                    y_label="latency (ms)",
+                    x_range=(0.0, duration),
+                    marker_legend=marks_legend,
+                ),
+                "Open-loop load: latency counts from each request's scheduled send time.",
+            )
+        )
+    for stale in set(PLOTS) - {name for name, _, _ in charts}:
+        (plots / stale).unlink(missing_ok=True)
+    for name, svg, _ in charts:
+        (plots / name).write_text(svg)
+    return [(f"plots/{name}", caption) for name, _, caption in charts]
+
+
+_CSS = (
+    "body{font-family:sans-serif;max-width:980px;margin:24px auto;color:#222;padding:0 12px}"
+    "table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ddd;padding:4px 10px;"
+    "text-align:left}figure{margin:18px 0}figcaption{color:#555;font-size:13px}"
+    "img{max-width:100%;border:1px solid #eee}#missing{color:#b00;font-weight:bold}pre{background:#f6f6f6;"
+    "padding:8px;overflow-x:auto}"
+)
+# Marks the page once it has loaded: data-images / data-broken on <body>, and a visible warning
+# when a plot is missing (report.html moved without its plots/ folder, say).
+_CHECK = (
+    "<script>window.addEventListener('load',()=>{const imgs=[...document.images];"
+    "const broken=imgs.filter(i=>!(i.complete&&i.naturalWidth>0));"
+    "document.body.dataset.images=imgs.length;document.body.dataset.broken=broken.length;"
+    "if(broken.length){const p=document.getElementById('missing');p.hidden=false;"
+    "p.textContent=broken.length+' plot(s) missing: regenerate them with `olsim report DIR`';}});</script>"
+)
+
+
+def render_html(report: dict[str, Any], images: list[tuple[str, str]]) -> str:
+    esc = html.escape
+    rows = [
+        ("scenario", f"{report['scenario']} (strategy {report['strategy']}, seed {report['seed']})"),
+        (
+            "ACC / BWT / FWT",
+            f"{_fmt(report['acc'])} / {_fmt(report['bwt'], True)} / {_fmt(report['fwt'], True)}",
+        ),
+        ("forgetting (mean)", _fmt(report["forgetting"])),
+        ("versions published / served", f"{report['versions_published']} / {report.get('served_version')}"),
+        (
+            "swap staleness ms p50 / p99",
+            f"{_fmt(report['swap_staleness_ms']['p50'])} / {_fmt(report['swap_staleness_ms']['p99'])}",
+        ),
+    ]
+    gate = report.get("gate")
+    if gate:
+        counts = ", ".join(f"{k} {n}" for k, n in sorted(gate["counts"].items())) or "none"
+        rows.append(("gate", f"{gate['mode']}, budget {gate['forgetting_budget']:.2f}: {counts}"))
+    if report.get("rollbacks"):
+        rows.append(("rollbacks", str(len(report["rollbacks"]))))
+    req = report.get("requests")
+    if req:
+        lat = req["latency_ms"]
+        rows.append(
+            (
+                "requests",
+                f"{req['count']} ({req['errors']} failed), latency ms p50 {_fmt(lat['p50'])} "
+                f"p99 {_fmt(lat['p99'])}",
+            )
+        )
+    prom = report.get("prometheus")
+    if prom:
+        alerts = ", ".join(f"{a['name']} ({a['state']})" for a in prom.get("alerts", [])) or "none"
+        rows.append(("Prometheus", f"data in {prom['data_dir']}; alerts at the end: {alerts}"))
+    table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    figures = "".join(
+        f'<figure><img src="{esc(src)}" alt="{esc(caption)}"><figcaption>{esc(caption)}</figcaption></figure>'
+        for src, caption in images
+    )
+    title = f"olsim run: {report['scenario']} / {report['strategy']} / seed {report['seed']}"
+    truncated = " (truncated by --duration)" if report.get("truncated") else ""
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f"<style>{_CSS}</style></head><body><h1>{esc(title)}{esc(truncated)}</h1>"
+        '<p id="missing" hidden></p>'
+        f"<table>{table}</table>{figures}"
+        f"<h2>Accuracy matrix</h2><pre>{esc(accuracy_table(report))}</pre>"
+        '<p>Data: <a href="report.json">report.json</a> (regenerate this page with '
+        "<code>olsim report DIR</code>).</p>"
+        f"{_CHECK}</body></html>\n"
+    )
+
+
+def write_html(report: dict[str, Any], out: Path) -> Path:
+    """``out/report.html`` and its plots, from a report.json's contents."""
+    path = out / "report.html"
+    path.write_text(render_html(report, write_plots(report, out)))
+    return path

@@ -37,6 +37,12 @@ class RunOptions(BaseModel):
     address: str | None = None
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9464, ge=0, le=65535)
+    ray_metrics_port: int = Field(
+        8090, ge=0, le=65535, description="Ray's metrics export port when olsim starts Ray (0: Ray picks)"
+    )
+    prometheus: bool = Field(False, description="start a Prometheus server scraping this run")
+    prometheus_port: int = Field(9090, ge=1, le=65535)
+    scrape_interval_s: float = Field(5.0, gt=0, le=60)
     load_rps: float = Field(
         20.0, ge=0, description="/predict requests per second while the run lasts; 0 = none"
     )
@@ -71,14 +77,42 @@ def _actor(cls: type, **options: Any) -> Any:
     return ray.remote(cls).options(**options)
 
 
-def connect_ray(address: str | None) -> bool:
-    """Start a local Ray (or join ``address``) unless one is up; True if this call started it."""
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def keep_ray_on_loopback() -> None:
+    """Make a local Ray bind its ports to 127.0.0.1, not the machine's address.
+
+    Ray gives a local node the machine's IP (its ports then listen on it, the metrics export port on
+    0.0.0.0) unless this switch, which Ray itself applies on macOS and Windows, says "no cluster".
+    It is read when ``ray`` is first imported, so call this before that; joining a cluster
+    (``--address``) must not call it.
+    """
+    os.environ.setdefault(LOOPBACK_ENV, "0")
+
+
+def connect_ray(address: str | None, metrics_export_port: int = 0) -> bool:
+    """Start a local Ray (or join ``address``) unless one is up; True if this call started it.
+
+    A local Ray exports its metrics on ``metrics_export_port`` (0: a port Ray picks).
+    """
+    if address is None:
+        keep_ray_on_loopback()
     import ray
 
     if ray.is_initialized():
         return False
+    local: dict[str, Any] = (
+        {} if address or not metrics_export_port else {"_metrics_export_port": metrics_export_port}
+    )
     try:
-        ray.init(address=address, namespace=NAMESPACE, include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(
+            address=address,
+            namespace=NAMESPACE,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            **local,
+        )
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         hint = (
@@ -91,6 +125,15 @@ def connect_ray(address: str | None) -> bool:
             f"cannot {'join Ray at ' + address if address else 'start Ray'}: {first}{hint}"
         ) from None
     return True
+
+
+def ray_metrics_target() -> str:
+    """``host:port`` of this node's Ray metrics export endpoint (what Prometheus scrapes)."""
+    import ray
+
+    me = ray.get_runtime_context().get_node_id()
+    node = next(n for n in ray.nodes() if n["NodeID"] == me)
+    return f"{node['NodeManagerAddress']}:{node['MetricsExportPort']}"
 
 
 def wait_until(cond: Callable[[], bool], timeout_s: float, what: str) -> bool:
@@ -207,6 +250,7 @@ class Run:
         self.learner: Any = None
         self.metrics_port = 0
         self.load: Any = None
+        self.prometheus: Any = None
 
     def start(self) -> None:
         from learner.actor import LearnerActor
@@ -224,6 +268,8 @@ class Run:
                 f"metrics endpoint could not start on {opts.metrics_host}:{opts.metrics_port} "
                 f"({type(exc).__name__}); pick another with --metrics-port"
             ) from None
+        if opts.prometheus:
+            self._start_prometheus()
         self.stack.start_serve()
         self.learner = _actor(LearnerActor, num_cpus=0, max_concurrency=4).remote(
             s.stream, s.learner, s.seed, registry, self.evaluator
@@ -238,6 +284,23 @@ class Run:
             s.serving.port,
             s.gate.mode,
         )
+
+    def _start_prometheus(self) -> None:
+        from deploy.promserver import PrometheusError, PrometheusServer
+
+        opts = self.opts
+        self.prometheus = PrometheusServer(
+            opts.report_dir / "prometheus",
+            targets={"olsim": f"{opts.metrics_host}:{self.metrics_port}", "ray": ray_metrics_target()},
+            port=opts.prometheus_port,
+            scrape_interval_s=opts.scrape_interval_s,
+        )
+        try:
+            self.prometheus.start()
+        except PrometheusError as exc:
+            self.prometheus = None
+            raise RunError(f"--prometheus: {exc}") from None
+        log.info("prometheus url=%s targets=%s", self.prometheus.url, self.prometheus.targets)
 
     def drive(self, progress: Progress | None) -> tuple[dict[str, Any], bool]:
         """Follow the learner to the end of the stream (or the deadline); returns its last progress."""
@@ -331,7 +394,34 @@ class Run:
         }
         if self.load is not None:
             report["requests"] = self.load.summary()
+        if self.prometheus is not None:
+            report["prometheus"] = self._prometheus_summary()
         return report
+
+    def _prometheus_summary(self) -> dict[str, Any]:
+        from deploy.promserver import PrometheusError
+
+        prom = self.prometheus
+        summary: dict[str, Any] = {
+            "url": prom.url,
+            "config": str(prom.out / "prometheus.yml"),
+            "data_dir": str(prom.out / "data"),
+            "targets": prom.targets,
+        }
+        try:
+            summary["targets_up"] = prom.api.targets_up()
+            summary["alerts"] = [
+                {
+                    "name": a["labels"]["alertname"],
+                    "state": a["state"],
+                    "labels": a["labels"],
+                    "since": a["activeAt"],
+                }
+                for a in prom.api.alerts()
+            ]
+        except (PrometheusError, OSError) as exc:
+            summary["error"] = str(exc)
+        return summary
 
     def teardown(self) -> None:
         import ray
@@ -348,6 +438,8 @@ class Run:
         for a in (self.learner, self.evaluator):
             if a is not None:
                 ray.kill(a)
+        if self.prometheus is not None:
+            self.prometheus.stop()
 
 
 def gate_summary(scenario: Scenario, decisions: list[Any]) -> dict[str, Any]:
@@ -401,7 +493,7 @@ def run(
     """
     import ray
 
-    started_ray = connect_ray(opts.address)
+    started_ray = connect_ray(opts.address, opts.ray_metrics_port)
     r = Run(scenario, opts)
     try:
         r.start()
@@ -422,8 +514,9 @@ def run(
 def _write(report: dict[str, Any], out: Path) -> None:
     import json
 
-    from deploy.report import render_text
+    from deploy.report import render_text, write_html
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.txt").write_text(render_text(report))
+    write_html(report, out)

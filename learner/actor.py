@@ -17,9 +17,12 @@ import torch
 from learner.config import LearnerConfig
 from learner.loop import LearnerLoop
 from learner.snapshot import Snapshot
+from learner.telemetry import LearnerStats
 from stream.spec import StreamSpec
 
 log = logging.getLogger(__name__)
+
+REPORT_INTERVAL_S = 0.5
 
 
 class LearnerActor:
@@ -32,13 +35,17 @@ class LearnerActor:
         self.loop = LearnerLoop(stream.build(seed), config, seed, publish=self._publish)
         self.error: str | None = None
         self.done = False
-        self._last_report = 0.0
-        self._drifts_reported = 0
+        self._reported_samples = 0
+        self._reported_drifts = 0
+        self._report_lock = threading.Lock()
+        self._final_sent = False
         self._thread = threading.Thread(target=self._run, name="olsim-learner", daemon=True)
+        self._reporter = threading.Thread(target=self._report_forever, name="olsim-stats", daemon=True)
         self.evaluator.set_baseline.remote(self.loop.initial)
 
     def start(self) -> None:
         self._thread.start()
+        self._reporter.start()
 
     def stop(self) -> None:
         self.loop.stop_event.set()
@@ -71,23 +78,50 @@ class LearnerActor:
 
     def _run(self) -> None:
         try:
-            self.loop.run(on_batch=self._report_stats)
+            self.loop.run()
         except Exception as exc:
             self.error = repr(exc)
             log.exception("learner failed offset=%d", self.loop.offset)
         finally:
             try:
-                self._report_stats(force=True)
+                self._report(final=True)  # the last samples, and running=0
             except Exception:  # the run is over either way: never leave `done` unset
                 log.exception("final stats report failed")
             self.done = True
 
-    def _report_stats(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_report < 0.5:
-            return
-        self._last_report = now
-        n = self.loop.take_unreported()
-        drifts = len(self.loop.drifts) - self._drifts_reported
-        self._drifts_reported += drifts
-        self.evaluator.record_learner.remote(n, self.loop.prequential(), {"trained": n}, drifts)
+    def _report_forever(self) -> None:
+        """Heartbeat: report every 0.5 s from its own thread, so a stalled stream or a stuck
+        training step shows up as flat samples with a growing lag, not as silence."""
+        while not self.done:
+            time.sleep(REPORT_INTERVAL_S)
+            if self.done:
+                return
+            try:
+                self._report(final=False)
+            except Exception as exc:
+                log.warning("stats report error=%r", exc)
+
+    def _report(self, final: bool) -> None:
+        with self._report_lock:  # the final report (running=0) must be the last one sent
+            if self._final_sent:
+                return
+            self._final_sent = final
+            self._send(final)
+
+    def _send(self, final: bool) -> None:
+        loop = self.loop
+        samples = loop.trainer.samples  # read once: the training thread keeps adding
+        n, self._reported_samples = samples - self._reported_samples, samples
+        drifts = len(loop.drifts)
+        d, self._reported_drifts = drifts - self._reported_drifts, drifts
+        stats = LearnerStats(
+            samples=n,
+            events={"trained": n},
+            drifts=d,
+            prequential_accuracy=loop.prequential(),
+            loss=loop.recent_loss(),
+            memory=loop.trainer.strategy.memory_fill(),
+            lag_s=loop.lag_s(),
+            running=not final,
+        )
+        self.evaluator.record_learner.remote(stats)

@@ -142,6 +142,8 @@ class UnboundedMemory:
     (3, torch.Size([3]))
     """
 
+    capacity: int | None = None  # unbounded
+
     def __init__(self, n_features: int, seed: int = 0, chunk: int = 1024) -> None:
         self.x = torch.zeros(chunk, n_features)
         self.y = torch.zeros(chunk, dtype=torch.long)

@@ -12,7 +12,7 @@ import torch
 from learner.evaluator import Evaluator
 from learner.priority import lower_thread_priority
 from learner.snapshot import Snapshot
-from learner.telemetry import Telemetry
+from learner.telemetry import LearnerStats, Telemetry
 from stream.spec import StreamSpec
 
 log = logging.getLogger(__name__)
@@ -59,19 +59,8 @@ class EvaluatorActor:
         with self._lock:
             self.evaluator.set_baseline(snapshot)
 
-    def record_learner(
-        self, samples: int, prequential_accuracy: float | None, events: dict[str, int], drifts: int = 0
-    ) -> None:
-        t = self.telemetry
-        if drifts:
-            t.drifts.inc(drifts)
-        if samples:
-            t.samples.inc(samples)
-        if prequential_accuracy is not None:
-            t.prequential.set(prequential_accuracy)
-        for kind, n in events.items():
-            if n:
-                t.stream_events.labels(kind=kind).inc(n)
+    def record_learner(self, stats: LearnerStats) -> None:
+        self.telemetry.record_learner(stats)
 
     def live(self) -> dict[str, Any]:
         """Served version and its mean accuracy over seen tasks (for progress displays)."""

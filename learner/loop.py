@@ -56,8 +56,8 @@ class LearnerLoop:
         self.rejected = 0  # candidates the gate turned down
         self.detector = PageHinkley(config.drift) if config.boundaries == "detected" else None
         self.drifts: list[int] = []  # offsets at which the detector fired
-        self.recent: deque[tuple[int, int]] = deque(maxlen=20)  # (correct, size) of recent batches
-        self.unreported = 0  # samples trained since the last take_unreported()
+        self.recent: deque[tuple[int, int, float]] = deque(maxlen=20)  # (correct, size, loss) per batch
+        self.t0: float | None = None  # monotonic time the stream started (paced streams)
         self.stop_event = threading.Event()
 
     @property
@@ -65,38 +65,47 @@ class LearnerLoop:
         return self.stream.tasks
 
     def prequential(self) -> float | None:
-        n = sum(s for _, s in self.recent)
-        return None if n == 0 else sum(c for c, _ in self.recent) / n
+        recent = list(self.recent)  # one atomic copy: a reporter thread may call this mid-training
+        n = sum(s for _, s, _ in recent)
+        return None if n == 0 else sum(c for c, _, _ in recent) / n
 
-    def take_unreported(self) -> int:
-        n, self.unreported = self.unreported, 0
-        return n
+    def recent_loss(self) -> float | None:
+        """Mean training loss over the recent batches (sample-weighted)."""
+        recent = list(self.recent)
+        n = sum(s for _, s, _ in recent)
+        return None if n == 0 else sum(loss * s for _, s, loss in recent) / n
 
-    def run(self, on_batch: Callable[[], None] | None = None) -> None:
+    def lag_s(self) -> float | None:
+        """How long the oldest event not yet trained on has been waiting; None for unpaced streams."""
+        rate = self.stream.rate
+        if rate is None or self.t0 is None:
+            return None
+        if self.offset >= len(self.stream):
+            return 0.0
+        return max(0.0, time.monotonic() - (self.t0 + self.offset / rate))
+
+    def run(self) -> None:
         """Consume the stream from ``offset`` to its end or until ``stop_event`` is set."""
-        t0: float | None = None
+        self.t0 = None  # pacing restarts from ``offset`` on every run
         for batch in self.stream.batches(self.config.batch_size, start=self.offset):
             if self.stop_event.is_set():
                 return  # offset still points at this batch's first event
             if self.stream.rate is not None:  # wait until the batch's last event has arrived
-                if t0 is None:
-                    t0 = time.monotonic() - batch.offset / self.stream.rate
-                delay = t0 + batch.t - time.monotonic()
+                if self.t0 is None:
+                    self.t0 = time.monotonic() - batch.offset / self.stream.rate
+                delay = self.t0 + batch.t - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
             if self.task is not None and batch.task != self.task:
                 self._end_task(self.task)
             self.task = batch.task
             self._train(batch)
-            if on_batch is not None:
-                on_batch()
         if not self.stop_event.is_set() and self.task is not None and self.offset >= len(self.stream):
             self._end_task(self.task)
 
     def _train(self, batch: Batch) -> None:
         result = self.trainer.step(torch.from_numpy(batch.x), torch.from_numpy(batch.y))
-        self.recent.append((result.correct, result.size))
-        self.unreported += result.size
+        self.recent.append((result.correct, result.size, result.loss))
         self.offset = batch.offset + len(batch)
         if self.detector is not None and self.detector.update(1.0 - result.correct / result.size):
             self.trainer.strategy.on_drift(self.trainer.model)

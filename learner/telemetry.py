@@ -6,13 +6,33 @@ owns this registry, so every system-wide gauge has exactly one writer.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from learner.gate import ACCEPT_REASONS, REJECT_REASONS
 
 STALENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+@dataclass(frozen=True)
+class LearnerStats:
+    """What the learner reports every half second (its heartbeat)."""
+
+    samples: int = 0  # trained since the previous report
+    events: dict[str, int] = field(default_factory=dict)  # stream events by what became of them
+    drifts: int = 0  # drift alarms since the previous report
+    prequential_accuracy: float | None = None
+    loss: float | None = None  # mean training loss over recent batches
+    memory: tuple[int, int | None] = (0, 0)  # rehearsal memory (held, capacity; None = unbounded)
+    lag_s: float | None = None  # age of the oldest untrained event (paced streams)
+    running: bool = True  # False once the learner has left its loop (stream end, stop or error)
+
+
 class Telemetry:
-    """All ``olsim_*`` metrics.
+    """All ``olsim_*`` metrics. Labelled counters start at 0 for every known label value, so a
+    rate or an alert has a series to work on before the first event (Prometheus practice).
 
     >>> t = Telemetry(); t.task_accuracy.labels(task="0").set(0.5)
     >>> t.registry.get_sample_value("olsim_task_accuracy", {"task": "0"})
@@ -86,6 +106,55 @@ class Telemetry:
         self.versions_evaluated = Counter(
             "olsim_versions_evaluated_total", "Published versions scored on held-out data", registry=r
         )
+        self.loss = Gauge("olsim_learner_loss", "Mean training loss over recent batches", registry=r)
+        self.memory = Gauge(
+            "olsim_learner_memory_samples", "Samples held in the strategy's rehearsal memory", registry=r
+        )
+        self.memory_capacity = Gauge(
+            "olsim_learner_memory_capacity_samples",
+            "Capacity of the rehearsal memory (0: none, +Inf: unbounded)",
+            registry=r,
+        )
+        self.lag = Gauge(
+            "olsim_stream_lag_seconds",
+            "How long the oldest stream event not yet trained on has been waiting (paced streams)",
+            registry=r,
+        )
+        self.learner_running = Gauge(
+            "olsim_learner_running", "1 while the learner consumes its stream, 0 once it has left", registry=r
+        )
+        self.learner_heartbeat = Gauge(
+            "olsim_learner_heartbeat_timestamp_seconds",
+            "When the learner last reported (unix time; it reports every 0.5 s while alive)",
+            registry=r,
+        )
+        for reason in ACCEPT_REASONS:
+            self.gate.labels(decision="accepted", reason=reason)
+        for reason in REJECT_REASONS:
+            self.gate.labels(decision="rejected", reason=reason)
+        for trigger in ("manual", "auto"):
+            self.rollbacks.labels(trigger=trigger)
+        self.stream_events.labels(kind="trained")
+
+    def record_learner(self, stats: LearnerStats) -> None:
+        """Apply one learner report."""
+        if stats.samples:
+            self.samples.inc(stats.samples)
+        for kind, n in stats.events.items():
+            self.stream_events.labels(kind=kind).inc(n)
+        if stats.drifts:
+            self.drifts.inc(stats.drifts)
+        if stats.prequential_accuracy is not None:
+            self.prequential.set(stats.prequential_accuracy)
+        if stats.loss is not None:
+            self.loss.set(stats.loss)
+        held, capacity = stats.memory
+        self.memory.set(held)
+        self.memory_capacity.set(float("inf") if capacity is None else capacity)
+        if stats.lag_s is not None:
+            self.lag.set(stats.lag_s)
+        self.learner_running.set(1 if stats.running else 0)
+        self.learner_heartbeat.set(time.time())
 
     def serve(self, host: str, port: int) -> int:
         """Start the scrape endpoint; returns the bound port (useful with ``port=0``)."""

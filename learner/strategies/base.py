@@ -55,6 +55,10 @@ class Strategy:
         """Extra arrays the serving side needs besides the model weights."""
         return {}
 
+    def memory_fill(self) -> tuple[int, int | None]:
+        """Samples held in a rehearsal memory and its capacity (None: unbounded); (0, 0) for none."""
+        return 0, 0
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

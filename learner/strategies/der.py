@@ -53,6 +53,9 @@ class Der(Strategy):
     def after_step(self, x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> None:
         self.buffer.add(x, y, self._stream_logits)
 
+    def memory_fill(self) -> tuple[int, int | None]:
+        return len(self.buffer), self.buffer.capacity
+
     def state_dict(self) -> dict[str, Any]:
         return {"buffer": self.buffer.state_dict()}
 

@@ -48,6 +48,9 @@ class Knn(Strategy):
             KNN_EMBED: np.array([1 if self.config.embedding == "network" else 0], dtype=np.int64),
         }
 
+    def memory_fill(self) -> tuple[int, int | None]:
+        return len(self.memory), self.memory.capacity
+
     def state_dict(self) -> dict[str, Any]:
         return {"memory": self.memory.state_dict()}
 

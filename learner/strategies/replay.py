@@ -18,6 +18,9 @@ from learner.strategies.config import ReplayConfig
 
 
 class Memory(Protocol):
+    @property
+    def capacity(self) -> int | None: ...  # None: unbounded
+
     def __len__(self) -> int: ...
     def add(self, x: torch.Tensor, y: torch.Tensor) -> None: ...
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]: ...
@@ -43,6 +46,9 @@ class Rehearsal(Strategy):
 
     def after_step(self, x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> None:
         self.memory.add(x, y)
+
+    def memory_fill(self) -> tuple[int, int | None]:
+        return len(self.memory), self.memory.capacity
 
     def state_dict(self) -> dict[str, Any]:
         return {"memory": self.memory.state_dict()}

@@ -32,6 +32,11 @@ def _olsim(*args: str) -> subprocess.CompletedProcess[str]:
         (["run", "split-digits", "--rollback-floor", "-0.1"], "must be >= 0"),
         (["bench", "swap", "--rounds", "0"], "must be >= 1"),
         (["bench", "swap", "--scenario", "nope"], "unknown scenario 'nope'"),
+        (["run", "split-digits", "--prometheus-port", "0"], "must be >= 1"),
+        (["run", "split-digits", "--ray-metrics-port", "-5"], "must be >= 0"),
+        (["run", "split-digits", "--scrape-interval", "0.1"], "must be >= 0.5"),
+        (["run", "split-digits", "--prometheus-port", "70000"], "prometheus_port"),
+        (["report"], "required: dir"),
         (["run"], "required: scenario"),
         (["frobnicate"], "invalid choice"),
     ],
@@ -52,3 +57,25 @@ def test_invalid_yaml_file_exit_2(tmp_path: Path) -> None:
     r = _olsim("run", str(p))
     assert r.returncode == 2
     assert "stream.rate" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_prometheus_flag_without_the_binary_exits_2_before_starting(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deploy.cli",
+            "run",
+            "split-digits",
+            "--prometheus",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(tmp_path)},  # nothing on PATH: no prometheus
+    )
+    assert r.returncode == 2
+    assert r.stderr.startswith("olsim: error: --prometheus: `prometheus` not found on PATH")
+    assert r.stderr.count("\n") == 1 and not (tmp_path / "report.json").exists()

@@ -69,3 +69,20 @@ def test_detected_mode_trains_the_same_stream(monkeypatch: Any) -> None:
     assert a.trainer.samples == b.trainer.samples == len(a.stream)
     for pa, pb in zip(a.trainer.model.parameters(), b.trainer.model.parameters(), strict=True):
         assert torch.equal(pa, pb)  # naive ignores both hooks: identical models
+
+
+def test_lag_and_loss_for_the_heartbeat() -> None:
+    spec = StreamSpec(tasks="split-digits", n_tasks=1, epochs=1, rate=None)
+    unpaced = LearnerLoop(spec.build(seed=0), LearnerConfig(), seed=0, publish=lambda s: 1)
+    assert unpaced.recent_loss() is None and unpaced.lag_s() is None
+    unpaced.run()
+    loss = unpaced.recent_loss()
+    assert unpaced.lag_s() is None and loss is not None and 0 < loss < 5  # unpaced: no arrival times
+
+    paced_spec = spec.model_copy(update={"rate": 4000.0})  # ~0.1 s of stream
+    paced = LearnerLoop(paced_spec.build(seed=0), LearnerConfig(), seed=0, publish=lambda s: 1)
+    paced.run()
+    assert paced.lag_s() == 0.0  # everything trained
+    paced.offset = 0  # as if nothing had been trained since the stream started
+    lag = paced.lag_s()
+    assert lag is not None and lag > 0.05

@@ -67,6 +67,16 @@ def test_prepared_batch_starts_with_the_stream_batch(name: str) -> None:
         assert torch.equal(bx[: len(y)], x) and torch.equal(by[: len(y)], y)
 
 
+def test_memory_fill_is_bounded_by_capacity(name: str) -> None:
+    t = _trainer(name, 0)
+    assert t.strategy.memory_fill()[0] == 0
+    _feed(t, _batches(150, 6))
+    held, capacity = t.strategy.memory_fill()
+    assert held >= 0 and (capacity is None or held <= capacity)
+    if capacity != 0:  # a strategy with a memory has stored some of the 96 samples it saw
+        assert 0 < held <= 96
+
+
 def test_seeded_determinism(name: str) -> None:
     batches = _batches(200, 10)  # crosses the task 0 -> 1 boundary
     a, b = _trainer(name, 3), _trainer(name, 3)

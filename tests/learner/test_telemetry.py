@@ -1,0 +1,50 @@
+"""The olsim_* registry: zero-initialised label sets and the learner's heartbeat report."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from learner.gate import ACCEPT_REASONS, REJECT_REASONS
+from learner.telemetry import LearnerStats, Telemetry
+
+
+def test_labelled_counters_start_at_zero_for_every_known_label() -> None:
+    t = Telemetry()
+    v = t.registry.get_sample_value
+    for reason in REJECT_REASONS:
+        assert v("olsim_gate_decisions_total", {"decision": "rejected", "reason": reason}) == 0.0
+    for reason in ACCEPT_REASONS:
+        assert v("olsim_gate_decisions_total", {"decision": "accepted", "reason": reason}) == 0.0
+    assert (
+        v("olsim_rollbacks_total", {"trigger": "manual"})
+        == v("olsim_rollbacks_total", {"trigger": "auto"})
+        == 0.0
+    )
+
+
+def test_record_learner_sets_the_learner_and_stream_gauges() -> None:
+    t = Telemetry()
+    v = t.registry.get_sample_value
+    before = time.time()
+    t.record_learner(
+        LearnerStats(
+            samples=32,
+            events={"trained": 32},
+            drifts=1,
+            prequential_accuracy=0.5,
+            loss=0.7,
+            memory=(10, 200),
+            lag_s=0.25,
+        )
+    )
+    t.record_learner(LearnerStats(samples=8, events={"trained": 8}, memory=(12, None), running=False))
+    assert v("olsim_learner_samples_total") == 40.0
+    assert v("olsim_stream_events_total", {"kind": "trained"}) == 40.0
+    assert v("olsim_drift_detections_total") == 1.0
+    assert v("olsim_prequential_accuracy") == 0.5 and v("olsim_learner_loss") == 0.7  # None keeps the last
+    assert v("olsim_learner_memory_samples") == 12.0
+    assert math.isinf(v("olsim_learner_memory_capacity_samples") or 0.0)  # unbounded (joint)
+    assert v("olsim_stream_lag_seconds") == 0.25
+    assert v("olsim_learner_running") == 0.0
+    assert (v("olsim_learner_heartbeat_timestamp_seconds") or 0.0) >= before
