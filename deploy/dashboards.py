@@ -356,11 +356,34 @@ def render(d: Dashboard) -> str:
     return json.dumps(to_json(d), indent=2) + "\n"
 
 
-def main(out: Path = OUT) -> None:
+DOC = Path(__file__).parent.parent / "docs" / "observability.md"
+DOC_START, DOC_END = "<!-- olsim dashboards: start -->", "<!-- olsim dashboards: end -->"
+
+
+def markdown() -> str:
+    """The panel list for docs/observability.md (between its markers)."""
+    lines = [DOC_START, "<!-- written by `python -m deploy.dashboards`; do not edit by hand -->"]
+    for d in DASHBOARDS:
+        file = f"deploy/grafana/dashboards/{d.uid.removeprefix('olsim-')}.json"
+        lines += ["", f"### {d.title} (`{d.uid}`, `{file}`)", "", d.description, ""]
+        if d.annotations:
+            lines += ["Annotations: " + "; ".join(f"{a.name} (`{a.expr}`)" for a in d.annotations) + ".", ""]
+        lines += ["| panel | type | unit | PromQL (legend) |", "|---|---|---|---|"]
+        for p in d.panels:
+            queries = "<br>".join(f"`{e}` ({legend})" for e, legend in p.targets)  # PromQL here has no |
+            lines.append(f"| {p.title} | {'bars' if p.bars else p.kind} | {p.unit} | {queries} |")
+    lines.append(DOC_END)
+    return "\n".join(lines)
+
+
+def main(out: Path = OUT, doc: Path = DOC) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for d in DASHBOARDS:
         (out / f"{d.uid.removeprefix('olsim-')}.json").write_text(render(d))
-    sys.stdout.write(f"{len(DASHBOARDS)} dashboards written to {out}\n")
+    text = doc.read_text()
+    head, rest = text.split(DOC_START, 1)
+    doc.write_text(head + markdown() + rest.split(DOC_END, 1)[1])
+    sys.stdout.write(f"{len(DASHBOARDS)} dashboards written to {out}, panel list to {doc}\n")
 
 
 if __name__ == "__main__":

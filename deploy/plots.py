@@ -84,7 +84,7 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
     start = math.floor(lo / step) * step
     count = math.ceil((hi - start) / step - 1e-9)
-    return [round(start + i * step, 10) for i in range(count + 1)]
+    return [float(round(start + i * step, 10)) for i in range(count + 1)]
 
 
 def _title_width(title: str) -> int:

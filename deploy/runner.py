@@ -91,6 +91,18 @@ def keep_ray_on_loopback() -> None:
     os.environ.setdefault(LOOPBACK_ENV, "0")
 
 
+def port_free(port: int) -> bool:
+    """Whether a TCP listener could bind ``port`` (on any address)."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
 def connect_ray(address: str | None, metrics_export_port: int = 0) -> bool:
     """Start a local Ray (or join ``address``) unless one is up; True if this call started it.
 
@@ -102,9 +114,14 @@ def connect_ray(address: str | None, metrics_export_port: int = 0) -> bool:
 
     if ray.is_initialized():
         return False
-    local: dict[str, Any] = (
-        {} if address or not metrics_export_port else {"_metrics_export_port": metrics_export_port}
-    )
+    local: dict[str, Any] = {}
+    if address is None and metrics_export_port:
+        if not port_free(metrics_export_port):  # Ray would time out starting, without saying why
+            raise RunError(
+                f"Ray's metrics export port {metrics_export_port} is in use; "
+                "pick another with --ray-metrics-port (0 = any free port)"
+            )
+        local["_metrics_export_port"] = metrics_export_port
     try:
         ray.init(
             address=address,

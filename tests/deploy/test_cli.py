@@ -79,3 +79,15 @@ def test_prometheus_flag_without_the_binary_exits_2_before_starting(tmp_path: Pa
     assert r.returncode == 2
     assert r.stderr.startswith("olsim: error: --prometheus: `prometheus` not found on PATH")
     assert r.stderr.count("\n") == 1 and not (tmp_path / "report.json").exists()
+
+
+def test_ray_metrics_port_in_use_is_named_before_ray_starts(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        r = _olsim("run", "split-digits", "--ray-metrics-port", str(port), "--report-dir", str(tmp_path))
+    assert r.returncode == 1
+    assert f"Ray's metrics export port {port} is in use" in r.stderr and "--ray-metrics-port" in r.stderr

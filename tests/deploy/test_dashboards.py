@@ -93,3 +93,11 @@ def test_provisioning_and_compose_agree_with_the_dashboards() -> None:
     assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
     assert "--web.listen-address=127.0.0.1:9090" in compose["prometheus"]["command"]
     assert compose["grafana"]["environment"]["GF_SERVER_HTTP_ADDR"] == "127.0.0.1"
+
+
+def test_docs_list_every_panel() -> None:
+    from deploy.dashboards import DOC, markdown
+
+    text = DOC.read_text()
+    assert markdown() in text, "stale panel list in docs/observability.md: run `python -m deploy.dashboards`"
+    assert all(p.title in text for d in DASHBOARDS for p in d.panels)

@@ -21,7 +21,7 @@ from deploy.promserver import PrometheusAPI, PrometheusError, shipped
 from deploy.runner import RunOptions, run
 from deploy.scenario import load_scenario
 
-SCRAPE_S = 1.0
+SCRAPE_S = 2.0  # Ray's endpoint is large: a 1 s scrape can time out on a busy 2-core machine
 # What Grafana substitutes for $__rate_interval: here the run is short, so one minute covers it.
 GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "1s"}
 
@@ -97,8 +97,15 @@ def _at_end(report: dict[str, Any], live: dict[str, Any]) -> None:
     )
     live["scraped_4xx"] = _wait_for(api, 'ray_serve_num_http_requests_total{status_code="422"}')
     live["scraped_rollback"] = _wait_for(api, "olsim_rollbacks_total{trigger='manual'} > 0")
-    time.sleep(3 * SCRAPE_S)
-    live["queries"] = _query_all(api, report["started_at"])
+    # Like a dashboard that refreshes: query until every panel shows data (Ray's series trail
+    # olsim's by its export interval, and a rate needs two scrapes of them), at most a minute.
+    deadline = time.monotonic() + 60.0
+    while True:
+        live["queries"] = _query_all(api, report["started_at"])
+        empty = [k for k, v in live["queries"]["panels"].items() if v == 0]
+        if not empty or time.monotonic() > deadline:
+            break
+        time.sleep(SCRAPE_S)
     ray_port = int(report["prometheus"]["targets"]["ray"].rsplit(":", 1)[1])
     live["listening"] = {
         "prometheus": _listening(int(report["prometheus"]["url"].rsplit(":", 1)[1])),
