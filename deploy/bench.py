@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from deploy.scenario import Scenario, load_scenario
 
 log = logging.getLogger(__name__)
@@ -61,14 +59,8 @@ def raw_loop_samples_per_s(scenario: Scenario, seed: int) -> float:
     from learner.model import build_model
 
     stream = scenario.stream.model_copy(update={"rate": None}).build(seed)
-    bs = scenario.learner.batch_size
-    events = list(stream.events())
     batches = [
-        (
-            torch.from_numpy(np.stack([e.x for e in events[i : i + bs]])),
-            torch.tensor([e.y for e in events[i : i + bs]]),
-        )
-        for i in range(0, len(events), bs)
+        (torch.from_numpy(b.x), torch.from_numpy(b.y)) for b in stream.batches(scenario.learner.batch_size)
     ]
     model = build_model(scenario.learner.model, seed=seed)
     opt = torch.optim.Adam(model.parameters(), lr=scenario.learner.optimizer.lr)
@@ -78,7 +70,7 @@ def raw_loop_samples_per_s(scenario: Scenario, seed: int) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return len(events) / (time.perf_counter() - t0)
+    return sum(len(y) for _, y in batches) / (time.perf_counter() - t0)
 
 
 def run_one(scenario: Scenario, seed: int) -> dict[str, Any]:

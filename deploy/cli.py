@@ -14,6 +14,7 @@ from deploy.scenario import ScenarioError, builtin_names, load_scenario
 from learner.strategies import STRATEGIES
 
 log = logging.getLogger("olsim")
+EXPECTATION_FAILED = 3  # the run finished but an outcome its scenario promised did not hold
 
 
 def _at_least(low: float, kind: type[int] | type[float] = int) -> Any:
@@ -249,7 +250,17 @@ def _run(args: argparse.Namespace) -> int:
     print(f"report: {opts.report_dir / 'report.json'}")
     if report.get("admin_token_file"):
         print(f"admin token (for /admin routes): {report['admin_token_file']}")
-    return 0
+    return expectations_exit(report)
+
+
+def expectations_exit(report: dict[str, Any]) -> int:
+    """0, or EXPECTATION_FAILED after naming on stderr each promised outcome that did not hold."""
+    failed = [e for e in report.get("expectations", []) if not e["ok"]]
+    for e in failed:
+        sys.stderr.write(
+            f"olsim: expectation failed: {e['name']} = {e['value']} (expected {e['expected']})\n"
+        )
+    return EXPECTATION_FAILED if failed else 0
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -54,6 +54,7 @@ class Dashboard:
 SWAPS = Annotation("swaps", "changes(olsim_model_version[1m]) > 0", "blue")
 ROLLBACKS = Annotation("rollbacks", "sum by (trigger) (increase(olsim_rollbacks_total[1m])) > 0", "red")
 DRIFTS = Annotation("drift alarms", "increase(olsim_drift_detections_total[1m]) > 0", "orange")
+CHAOS = Annotation("chaos", "sum by (kind) (increase(olsim_chaos_events_total[1m])) > 0", "purple")
 
 
 def _q(metric: str, q: float) -> str:
@@ -108,7 +109,7 @@ DASHBOARDS: tuple[Dashboard, ...] = (
                 "stat",
             ),
         ),
-        (SWAPS, ROLLBACKS, DRIFTS),
+        (SWAPS, ROLLBACKS, DRIFTS, CHAOS),
     ),
     Dashboard(
         "olsim-freshness",
@@ -161,7 +162,7 @@ DASHBOARDS: tuple[Dashboard, ...] = (
                 bars=True,
             ),
         ),
-        (SWAPS, ROLLBACKS),
+        (SWAPS, ROLLBACKS, CHAOS),
     ),
     Dashboard(
         "olsim-serving",
@@ -214,7 +215,7 @@ DASHBOARDS: tuple[Dashboard, ...] = (
                 ((f"sum(ray_serve_num_ongoing_requests_at_replicas{{{APP}}})", "ongoing"),),
             ),
         ),
-        (SWAPS,),
+        (SWAPS, CHAOS),
     ),
     Dashboard(
         "olsim-learner",
@@ -247,6 +248,18 @@ DASHBOARDS: tuple[Dashboard, ...] = (
                 description="trained, and (chaos scenarios) duplicates, dead letters and other outcomes.",
             ),
             Panel(
+                "Dead letters by reason",
+                (("sum by (reason) (increase(olsim_dead_letters_total[1m]))", "{{reason}}"),),
+                description="Records refused at ingest (wrong shape, NaN, missing field, ...), per minute.",
+                bars=True,
+            ),
+            Panel(
+                "Chaos windows entered",
+                (("sum by (kind) (increase(olsim_chaos_events_total[5m]))", "{{kind}}"),),
+                description="Delivery faults from the scenario's timeline as the stream reaches them.",
+                bars=True,
+            ),
+            Panel(
                 "Learner heartbeat age",
                 (("time() - olsim_learner_heartbeat_timestamp_seconds", "since last report"),),
                 "s",
@@ -258,7 +271,7 @@ DASHBOARDS: tuple[Dashboard, ...] = (
                 (("rate(olsim_versions_evaluated_total[1m]) * 60", "versions/min"),),
             ),
         ),
-        (SWAPS, DRIFTS),
+        (SWAPS, DRIFTS, CHAOS),
     ),
 )
 

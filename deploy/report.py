@@ -62,6 +62,19 @@ def render_text(report: dict[str, Any]) -> str:
             "rollbacks "
             + "; ".join(f"{r['previous']}->{r['version']} ({r['trigger']}: {r['reason']})" for r in rollbacks)
         )
+    st = report.get("stream")
+    if st:
+        dead = ", ".join(f"{k} {n}" for k, n in sorted(st["dead_letters"].items())) or "none"
+        lines.append(
+            f"stream {st['consumed']}/{st['records']} records   events trained {st['events_trained']}"
+            f"/{st['events_expected']}   lost {st['events_lost']}   "
+            f"trained twice {st['events_trained_twice']}   duplicates skipped {st['duplicates_skipped']}   "
+            f"dead letters {st['dead_lettered']} ({dead})"
+        )
+    if report.get("chaos"):
+        lines.append("chaos " + ", ".join(f"{c['kind']}@{c['position']}" for c in report["chaos"]))
+    for e in report.get("expectations", []):
+        lines.append(f"expect {e['name']} {e['expected']}: {e['value']} {'ok' if e['ok'] else 'FAILED'}")
     req = report.get("requests")
     if req:
         lat = req["latency_ms"]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from deploy.expect import check
 from deploy.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -413,6 +414,10 @@ class Run:
             report["requests"] = self.load.summary()
         if self.prometheus is not None:
             report["prometheus"] = self._prometheus_summary()
+        stream = get(self.learner.stream_report.remote())
+        report["chaos"] = stream.pop("chaos")
+        report["stream"] = stream
+        report["expectations"] = check(s.expect, report)
         return report
 
     def _prometheus_summary(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from deploy.expect import Expectations
 from learner.config import LearnerConfig
 from learner.gate import GateConfig
 from learner.strategies import STRATEGIES
@@ -29,6 +30,7 @@ class Scenario(BaseModel):
     learner: LearnerConfig = LearnerConfig()
     serving: ServeConfig = ServeConfig()
     gate: GateConfig = GateConfig()
+    expect: Expectations = Expectations()
 
     @model_validator(mode="after")
     def _model_fits_strategy(self) -> Scenario:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -37,6 +38,9 @@ class LearnerActor:
         self.done = False
         self._reported_samples = 0
         self._reported_drifts = 0
+        self._reported_duplicates = 0
+        self._reported_dead: dict[str, int] = {}
+        self._reported_chaos = 0
         self._report_lock = threading.Lock()
         self._final_sent = False
         self._thread = threading.Thread(target=self._run, name="olsim-learner", daemon=True)
@@ -66,6 +70,26 @@ class LearnerActor:
             "prequential_accuracy": loop.prequential(),
             "done": self.done,
             "error": self.error,
+        }
+
+    def stream_report(self) -> dict[str, Any]:
+        """What became of the stream: the event-id ledger against what was delivered."""
+        loop, src = self.loop, self.loop.stream
+        expected = src.clean_ids(loop.offset)
+        trained = set(loop.ledger)
+        dead = getattr(src, "dead_letter_counts", {})
+        return {
+            "records": len(src),
+            "consumed": loop.offset,
+            "events_expected": len(expected),
+            "events_trained": len(trained),
+            "events_lost": len(expected - trained),
+            "events_trained_twice": sum(1 for n in loop.ledger.values() if n > 1),
+            "duplicates_skipped": loop.duplicates,
+            "dead_lettered": sum(dead.values()),
+            "dead_letters": dict(dead),
+            "dead_letter_examples": [asdict(d) for d in getattr(src, "dead_letters", [])[:20]],
+            "chaos": [{"at": at, "kind": kind, "position": pos} for at, kind, pos in loop.chaos_seen],
         }
 
     def _publish(self, snapshot: Snapshot) -> int | None:
@@ -114,9 +138,22 @@ class LearnerActor:
         n, self._reported_samples = samples - self._reported_samples, samples
         drifts = len(loop.drifts)
         d, self._reported_drifts = drifts - self._reported_drifts, drifts
+        dups = loop.duplicates
+        dup, self._reported_duplicates = dups - self._reported_duplicates, dups
+        dead_now = dict(getattr(loop.stream, "dead_letter_counts", {}))
+        dead = {
+            k: v - self._reported_dead.get(k, 0)
+            for k, v in dead_now.items()
+            if v > self._reported_dead.get(k, 0)
+        }
+        self._reported_dead = dead_now
+        seen = list(loop.chaos_seen)
+        chaos, self._reported_chaos = tuple(k for _, k, _ in seen[self._reported_chaos :]), len(seen)
         stats = LearnerStats(
             samples=n,
-            events={"trained": n},
+            events={"trained": n, "duplicate": dup, "dead_letter": sum(dead.values())},
+            dead_letters=dead,
+            chaos=chaos,
             drifts=d,
             prequential_accuracy=loop.prequential(),
             loss=loop.recent_loss(),

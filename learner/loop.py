@@ -12,7 +12,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 
+import numpy as np
 import torch
 
 from learner.config import LearnerConfig
@@ -21,7 +23,8 @@ from learner.model import build_model
 from learner.snapshot import Snapshot
 from learner.strategies import make_strategy
 from learner.trainer import Trainer
-from stream.events import Batch, TaskStream
+from stream.events import Batch
+from stream.spec import Source
 from stream.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,7 @@ class LearnerLoop:
     ([0, 1], 14, [0, 1])
     """
 
-    def __init__(self, stream: TaskStream, config: LearnerConfig, seed: int, publish: Publish) -> None:
+    def __init__(self, stream: Source, config: LearnerConfig, seed: int, publish: Publish) -> None:
         self.stream = stream
         self.config = config
         self.publish = publish
@@ -49,7 +52,7 @@ class LearnerLoop:
         strategy = make_strategy(config.strategy, n_features=config.model.in_features, seed=seed)
         self.trainer = Trainer(model, strategy, config.optimizer)
         self.initial = Snapshot.from_model(model)
-        self.offset = 0  # next stream offset to consume
+        self.offset = 0  # next stream position to consume (a Delivery's slot, a clean stream's offset)
         self.task: int | None = None
         self.tasks_done: list[int] = []
         self.versions: list[int] = []  # accepted
@@ -58,6 +61,10 @@ class LearnerLoop:
         self.drifts: list[int] = []  # offsets at which the detector fired
         self.recent: deque[tuple[int, int, float]] = deque(maxlen=20)  # (correct, size, loss) per batch
         self.t0: float | None = None  # monotonic time the stream started (paced streams)
+        self.next_due: float | None = None  # stream time of the oldest event not yet trained
+        self.ledger: dict[str, int] = {}  # event id -> times trained (training is idempotent per id)
+        self.duplicates = 0  # redelivered events skipped because the ledger had them
+        self.chaos_seen: list[tuple[float, str, int]] = []  # (unix time, chaos kind, position) as reached
         self.stop_event = threading.Event()
 
     @property
@@ -77,12 +84,10 @@ class LearnerLoop:
 
     def lag_s(self) -> float | None:
         """How long the oldest event not yet trained on has been waiting; None for unpaced streams."""
-        rate = self.stream.rate
-        if rate is None or self.t0 is None:
+        t0, due = self.t0, self.next_due
+        if self.stream.rate is None or t0 is None:
             return None
-        if self.offset >= len(self.stream):
-            return 0.0
-        return max(0.0, time.monotonic() - (self.t0 + self.offset / rate))
+        return 0.0 if due is None else max(0.0, time.monotonic() - (t0 + due))
 
     def run(self) -> None:
         """Consume the stream from ``offset`` to its end or until ``stop_event`` is set."""
@@ -90,23 +95,55 @@ class LearnerLoop:
         for batch in self.stream.batches(self.config.batch_size, start=self.offset):
             if self.stop_event.is_set():
                 return  # offset still points at this batch's first event
+            self.next_due = batch.t_first
             if self.stream.rate is not None:  # wait until the batch's last event has arrived
                 if self.t0 is None:
-                    self.t0 = time.monotonic() - batch.offset / self.stream.rate
+                    self.t0 = time.monotonic() - batch.t_first
                 delay = self.t0 + batch.t - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            if self.task is not None and batch.task != self.task:
+            now = time.time()
+            self.chaos_seen += [(now, kind, batch.offset) for kind in batch.chaos]
+            # A late event of a task already ended (redelivered, reordered) is trained where it lands;
+            # it does not reopen its task.
+            if self.task is not None and batch.task != self.task and batch.task not in self.tasks_done:
                 self._end_task(self.task)
-            self.task = batch.task
+            if batch.task not in self.tasks_done:
+                self.task = batch.task
             self._train(batch)
-        if not self.stop_event.is_set() and self.task is not None and self.offset >= len(self.stream):
-            self._end_task(self.task)
+        self.next_due = None
+        if not self.stop_event.is_set():
+            self.offset = len(self.stream)  # trailing dead letters are consumed too
+            if self.task is not None and self.task not in self.tasks_done:
+                self._end_task(self.task)
+
+    def _fresh(self, batch: Batch) -> Batch | None:
+        """The batch without events the ledger has already trained (None if nothing is left).
+
+        A redelivery can land in the same batch as its original: the ledger is updated as it goes.
+        """
+        ids = batch.ids
+        keep = []
+        for i, event_id in enumerate(ids):
+            if event_id not in self.ledger:
+                self.ledger[event_id] = 1
+                keep.append(i)
+            else:
+                self.duplicates += 1
+        if len(keep) == len(ids):
+            return batch
+        if not keep:
+            return None
+        sel = np.array(keep)
+        return replace(batch, x=batch.x[sel], y=batch.y[sel], event_ids=tuple(ids[i] for i in keep))
 
     def _train(self, batch: Batch) -> None:
-        result = self.trainer.step(torch.from_numpy(batch.x), torch.from_numpy(batch.y))
+        self.offset = batch.next_offset
+        fresh = self._fresh(batch)
+        if fresh is None:
+            return
+        result = self.trainer.step(torch.from_numpy(fresh.x), torch.from_numpy(fresh.y))
         self.recent.append((result.correct, result.size, result.loss))
-        self.offset = batch.offset + len(batch)
         if self.detector is not None and self.detector.update(1.0 - result.correct / result.size):
             self.trainer.strategy.on_drift(self.trainer.model)
             self.drifts.append(self.offset)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from learner.gate import ACCEPT_REASONS, REJECT_REASONS
+from stream.chaos import CHAOS_KINDS
+from stream.ingest import DEAD_LETTER_REASONS
 
 STALENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -22,6 +24,8 @@ class LearnerStats:
 
     samples: int = 0  # trained since the previous report
     events: dict[str, int] = field(default_factory=dict)  # stream events by what became of them
+    dead_letters: dict[str, int] = field(default_factory=dict)  # refused records by reason
+    chaos: tuple[str, ...] = ()  # chaos windows the stream entered
     drifts: int = 0  # drift alarms since the previous report
     prequential_accuracy: float | None = None
     loss: float | None = None  # mean training loss over recent batches
@@ -132,9 +136,20 @@ class Telemetry:
             self.gate.labels(decision="accepted", reason=reason)
         for reason in REJECT_REASONS:
             self.gate.labels(decision="rejected", reason=reason)
+        self.dead_letters = Counter(
+            "olsim_dead_letters_total", "Stream records refused at ingest, by reason", ["reason"], registry=r
+        )
+        self.chaos = Counter(
+            "olsim_chaos_events_total", "Chaos windows the stream entered, by kind", ["kind"], registry=r
+        )
         for trigger in ("manual", "auto"):
             self.rollbacks.labels(trigger=trigger)
-        self.stream_events.labels(kind="trained")
+        for kind in ("trained", "duplicate", "dead_letter"):
+            self.stream_events.labels(kind=kind)
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason=reason)
+        for kind in CHAOS_KINDS:
+            self.chaos.labels(kind=kind)
 
     def record_learner(self, stats: LearnerStats) -> None:
         """Apply one learner report."""
@@ -142,6 +157,10 @@ class Telemetry:
             self.samples.inc(stats.samples)
         for kind, n in stats.events.items():
             self.stream_events.labels(kind=kind).inc(n)
+        for reason, n in stats.dead_letters.items():
+            self.dead_letters.labels(reason=reason).inc(n)
+        for kind in stats.chaos:
+            self.chaos.labels(kind=kind).inc()
         if stats.drifts:
             self.drifts.inc(stats.drifts)
         if stats.prequential_accuracy is not None:

@@ -23,13 +23,23 @@ class Batch:
     seed: int
     epoch: np.ndarray  # (B,) pass over the task's training split
     index: np.ndarray  # (B,) row in the task's training split
+    t_first: float = 0.0  # stream time at which the first event is due
+    end: int | None = None  # position after the batch (default offset + len); a Delivery skips dead letters
+    event_ids: tuple[str, ...] | None = None  # explicit ids (a Delivery's records); else from epoch/index
+    chaos: tuple[str, ...] = ()  # chaos windows that begin within this batch
 
     def __len__(self) -> int:
         return len(self.y)
 
     @property
+    def next_offset(self) -> int:
+        return self.offset + len(self) if self.end is None else self.end
+
+    @property
     def ids(self) -> list[str]:
         """Event ids, as :meth:`TaskStream.events` gives them (built on demand)."""
+        if self.event_ids is not None:
+            return list(self.event_ids)
         return [
             f"s{self.seed}-t{self.task}-e{int(e)}-n{int(i)}"
             for e, i in zip(self.epoch, self.index, strict=True)
@@ -98,6 +108,10 @@ class TaskStream:
         """Stream time (s) at which the event at ``offset`` arrives; 0 for an unpaced stream."""
         return 0.0 if self.rate is None else round(offset / self.rate, 6)
 
+    def clean_ids(self, stop: int | None = None) -> set[str]:
+        """Ids of the events at offsets ``[0, stop)`` (what a learner that got that far must have trained)."""
+        return {i for b in self.batches(4096, stop=stop) for i in b.ids}
+
     def events(self, start: int = 0, stop: int | None = None) -> Iterator[Event]:
         """Yield events with ``start <= offset < stop``, one at a time (the batches, unbatched)."""
         for b in self.batches(256, start=start, stop=stop):
@@ -139,5 +153,6 @@ class TaskStream:
                     seed=self.seed,
                     epoch=epoch,
                     index=idx,
+                    t_first=self._due(offset),
                 )
                 offset = hi

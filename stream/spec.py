@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from stream.chaos import Burst, Chaos, Stall
+from stream.delivery import Delivery
 from stream.events import TaskStream
 from stream.tasks import Task, TaskKind, build_tasks
+
+Source = TaskStream | Delivery  # what a learner consumes: the clean stream, or it delivered under chaos
 
 
 class StreamSpec(BaseModel):
@@ -24,9 +28,17 @@ class StreamSpec(BaseModel):
     rate: float | None = Field(
         400.0, gt=0, description="events per second; null = as fast as the learner goes"
     )
+    chaos: list[Chaos] = Field(default_factory=list, description="delivery faults on the stream's timeline")
+
+    @model_validator(mode="after")
+    def _timed_chaos_needs_a_rate(self) -> StreamSpec:
+        if self.rate is None and any(isinstance(c, Burst | Stall) for c in self.chaos):
+            raise ValueError("burst and stall change arrival times: they need a paced stream (stream.rate)")
+        return self
 
     def build_tasks(self, seed: int) -> list[Task]:
         return build_tasks(self.tasks, n_tasks=self.n_tasks, seed=seed)
 
-    def build(self, seed: int, tasks: list[Task] | None = None) -> TaskStream:
-        return TaskStream(tasks or self.build_tasks(seed), epochs=self.epochs, seed=seed, rate=self.rate)
+    def build(self, seed: int, tasks: list[Task] | None = None) -> Source:
+        clean = TaskStream(tasks or self.build_tasks(seed), epochs=self.epochs, seed=seed, rate=self.rate)
+        return Delivery(clean, self.chaos, seed=seed) if self.chaos else clean

@@ -20,7 +20,10 @@ def _olsim(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["run", "no-such-scenario"], "valid: permuted-digits, split-digits, synthetic"),
+        (
+            ["run", "no-such-scenario"],
+            "valid: burst, duplicates, malformed, permuted-digits, reorder, split-digits, stall, synthetic",
+        ),
         (["run", "split-digits", "--strategy", "nope"], "valid: " + ", ".join(sorted(STRATEGIES))),
         (["run", "split-digits", "--duration", "-1"], "duration_s"),
         (["run", "split-digits", "--seed", "x"], "invalid int value"),

@@ -83,6 +83,56 @@ def test_lag_and_loss_for_the_heartbeat() -> None:
     paced = LearnerLoop(paced_spec.build(seed=0), LearnerConfig(), seed=0, publish=lambda s: 1)
     paced.run()
     assert paced.lag_s() == 0.0  # everything trained
-    paced.offset = 0  # as if nothing had been trained since the stream started
+    paced.next_due = 0.0  # as if the stream's first event were still waiting
     lag = paced.lag_s()
     assert lag is not None and lag > 0.05
+
+
+def _chaotic(chaos: list[dict[str, Any]]) -> LearnerLoop:
+    spec = StreamSpec(tasks="split-digits", n_tasks=3, epochs=2, rate=None, chaos=chaos)
+    loop = LearnerLoop(spec.build(seed=0), LearnerConfig(publish_every=1000), seed=0, publish=lambda s: 1)
+    loop.run()
+    return loop
+
+
+def test_redelivered_events_are_trained_once() -> None:
+    loop = _chaotic([{"kind": "duplicates", "at": 100, "events": 600, "fraction": 0.5, "delay": 10}])
+    clean = loop.stream.clean_ids()
+    assert set(loop.ledger) == clean and set(loop.ledger.values()) == {1}
+    assert loop.duplicates == len(loop.stream) - len(clean) > 250
+    assert loop.trainer.samples == len(clean)
+
+
+def test_late_events_do_not_reopen_an_ended_task() -> None:
+    bound = StreamSpec(tasks="split-digits", n_tasks=3, epochs=2, rate=None).build(seed=0).task_bounds()[0][1]
+    loop = _chaotic([{"kind": "reorder", "at": bound - 100, "events": 200, "block": 64}])
+    assert loop.tasks_done == [0, 1, 2]
+    assert set(loop.ledger) == loop.stream.clean_ids() and set(loop.ledger.values()) == {1}
+
+
+def test_malformed_records_are_dead_lettered_and_training_goes_on() -> None:
+    loop = _chaotic(
+        [{"kind": "malformed", "at": 50, "count": 12}, {"kind": "malformed", "at": 2500, "count": 6}]
+    )
+    assert sum(loop.stream.dead_letter_counts.values()) == 18  # type: ignore[union-attr]
+    assert set(loop.ledger) == loop.stream.clean_ids() and loop.offset == len(loop.stream)
+    assert [k for _, k, _ in loop.chaos_seen] == ["malformed", "malformed"]
+
+
+def test_a_clean_stream_trains_exactly_as_before() -> None:
+    """No chaos: same batches, same model as the plain TaskStream path (bench == run relies on it)."""
+    spec = StreamSpec(tasks="split-digits", n_tasks=2, epochs=1, rate=None)
+    a = LearnerLoop(spec.build(seed=0), LearnerConfig(publish_every=1000), seed=0, publish=lambda s: 1)
+    far = StreamSpec(
+        tasks="split-digits", n_tasks=2, epochs=1, rate=None, chaos=[{"kind": "reorder", "at": 10**6}]
+    )
+    b = LearnerLoop(
+        far.build(seed=0),
+        LearnerConfig(publish_every=1000),
+        seed=0,
+        publish=lambda s: 1,
+    )
+    a.run()
+    b.run()
+    for pa, pb in zip(a.trainer.model.parameters(), b.trainer.model.parameters(), strict=True):
+        assert torch.equal(pa, pb)

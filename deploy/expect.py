@@ -1,0 +1,89 @@
+"""A scenario's promised outcomes (``expect:`` in its YAML), checked against the run's report.
+
+>>> e = Expectations.model_validate({"events_lost": {"max": 0}, "dead_lettered": {"min": 3, "max": 3}})
+>>> [(o["name"], o["ok"]) for o in check(e, {"stream": {"events_lost": 0, "dead_lettered": 2}})]
+[('events_lost', True), ('dead_lettered', False)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+
+class Bound(BaseModel):
+    """``min <= value <= max``; give either or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> Bound:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} > max {self.max}")
+        return self
+
+    def text(self) -> str:
+        if self.min is not None and self.min == self.max:
+            return f"== {self.min:g}"
+        parts = [f">= {self.min:g}"] if self.min is not None else []
+        return " and ".join(parts + ([f"<= {self.max:g}"] if self.max is not None else []))
+
+
+def _stream(key: str) -> Callable[[dict[str, Any]], float | None]:
+    return lambda r: (r.get("stream") or {}).get(key)
+
+
+def _failed_requests(r: dict[str, Any]) -> float | None:
+    req = r.get("requests")
+    return None if req is None else req["errors"]
+
+
+VALUES: dict[str, Callable[[dict[str, Any]], float | None]] = {
+    "events_lost": _stream("events_lost"),
+    "events_trained_twice": _stream("events_trained_twice"),
+    "duplicates_skipped": _stream("duplicates_skipped"),
+    "dead_lettered": _stream("dead_lettered"),
+    "chaos_events": lambda r: len(r.get("chaos") or []),
+    "failed_requests": _failed_requests,
+    "versions_published": lambda r: r.get("versions_published"),
+    "acc": lambda r: r.get("acc"),
+}
+
+
+class Expectations(BaseModel):
+    """Each field bounds one measured outcome of the run (see ``VALUES`` for where it comes from)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events_lost: Bound | None = None  # clean events delivered but never trained
+    events_trained_twice: Bound | None = None  # from the learner's event-id ledger
+    duplicates_skipped: Bound | None = None  # redeliveries the ledger recognised
+    dead_lettered: Bound | None = None  # records refused at ingest
+    chaos_events: Bound | None = None  # chaos windows the stream reached
+    failed_requests: Bound | None = None  # /predict answers other than 200 under the run's load
+    versions_published: Bound | None = None
+    acc: Bound | None = None
+
+
+def check(expect: Expectations, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One outcome per bound given: name, measured value, the bound, ok."""
+    out = []
+    for name in type(expect).model_fields:
+        bound = getattr(expect, name)
+        if bound is None:
+            continue
+        value = VALUES[name](report)
+        ok = (
+            value is not None
+            and (bound.min is None or value >= bound.min)
+            and (bound.max is None or value <= bound.max)
+        )
+        out.append({"name": name, "value": value, "expected": bound.text(), "ok": bool(ok)})
+    return out
