@@ -40,6 +40,10 @@ def _stream(key: str) -> Callable[[dict[str, Any]], float | None]:
     return lambda r: (r.get("stream") or {}).get(key)
 
 
+def _recoveries(r: dict[str, Any]) -> list[float]:
+    return [f["recovered_after_s"] for f in r.get("faults", []) if f["recovered_after_s"] is not None]
+
+
 def _failed_requests(r: dict[str, Any]) -> float | None:
     req = r.get("requests")
     return None if req is None else req["errors"]
@@ -52,6 +56,12 @@ VALUES: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "dead_lettered": _stream("dead_lettered"),
     "chaos_events": lambda r: len(r.get("chaos") or []),
     "failed_requests": _failed_requests,
+    "learner_restarts": _stream("learner_restarts"),
+    "faults_recovered": lambda r: sum(1 for f in r.get("faults", []) if f["recovered_after_s"] is not None),
+    "max_recovery_s": lambda r: max(
+        [f["recovered_after_s"] for f in r.get("faults", []) if f["recovered_after_s"] is not None],
+        default=None,
+    ),
     "versions_published": lambda r: r.get("versions_published"),
     "acc": lambda r: r.get("acc"),
 }
@@ -68,6 +78,9 @@ class Expectations(BaseModel):
     dead_lettered: Bound | None = None  # records refused at ingest
     chaos_events: Bound | None = None  # chaos windows the stream reached
     failed_requests: Bound | None = None  # /predict answers other than 200 under the run's load
+    learner_restarts: Bound | None = None  # times the learner came back from its checkpoint
+    faults_recovered: Bound | None = None  # injected faults the system came back from
+    max_recovery_s: Bound | None = None  # longest kill-to-training-again
     versions_published: Bound | None = None
     acc: Bound | None = None
 

@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from deploy.expect import check
+from deploy.faults import Injector
 from deploy.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -269,6 +270,7 @@ class Run:
         self.metrics_port = 0
         self.load: Any = None
         self.prometheus: Any = None
+        self.faults = Injector(list(scenario.faults))
 
     def start(self) -> None:
         from learner.actor import LearnerActor
@@ -289,9 +291,11 @@ class Run:
         if opts.prometheus:
             self._start_prometheus()
         self.stack.start_serve()
-        self.learner = _actor(LearnerActor, num_cpus=0, max_concurrency=4).remote(
-            s.stream, s.learner, s.seed, registry, self.evaluator
-        )
+        ckpt = opts.report_dir / "checkpoints" / "learner.npz"
+        ckpt.unlink(missing_ok=True)  # a new run starts from scratch; a restarted learner from here
+        self.learner = _actor(
+            LearnerActor, num_cpus=0, max_concurrency=4, max_restarts=-1, max_task_retries=-1
+        ).remote(s.stream, s.learner, s.seed, registry, self.evaluator, str(ckpt.resolve()))
         get(self.learner.start.remote())
         log.info(
             "run started run_id=%s metrics=%s:%d serve=%s:%d gate=%s",
@@ -327,6 +331,7 @@ class Run:
         last_offset, last_move = -1, time.monotonic()
         while True:
             p = get(self.learner.progress.remote())
+            self.faults.step(p, self.learner)
             if p["offset"] != last_offset or p["done"]:
                 last_offset, last_move = p["offset"], time.monotonic()
             elif time.monotonic() - last_move > opts.stall_timeout_s:
@@ -417,6 +422,7 @@ class Run:
         stream = get(self.learner.stream_report.remote())
         report["chaos"] = stream.pop("chaos")
         report["stream"] = stream
+        report["faults"] = self.faults.done
         report["expectations"] = check(s.expect, report)
         return report
 

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from deploy.expect import Expectations
+from deploy.faults import Kill
 from learner.config import LearnerConfig
 from learner.gate import GateConfig
 from learner.strategies import STRATEGIES
@@ -30,6 +31,7 @@ class Scenario(BaseModel):
     learner: LearnerConfig = LearnerConfig()
     serving: ServeConfig = ServeConfig()
     gate: GateConfig = GateConfig()
+    faults: list[Kill] = Field(default_factory=list, description="processes to kill as the stream passes")
     expect: Expectations = Expectations()
 
     @model_validator(mode="after")

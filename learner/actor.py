@@ -11,10 +11,12 @@ import logging
 import threading
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from learner import checkpoint
 from learner.config import LearnerConfig
 from learner.loop import LearnerLoop
 from learner.snapshot import Snapshot
@@ -29,27 +31,66 @@ REPORT_INTERVAL_S = 0.5
 class LearnerActor:
     """Run with ``ray.remote(LearnerActor)``."""
 
-    def __init__(self, stream: StreamSpec, config: LearnerConfig, seed: int, registry: Any, evaluator: Any):
+    def __init__(
+        self,
+        stream: StreamSpec,
+        config: LearnerConfig,
+        seed: int,
+        registry: Any,
+        evaluator: Any,
+        checkpoint_path: str | None = None,
+    ):
         torch.set_num_threads(1)
         self.registry = registry
         self.evaluator = evaluator
-        self.loop = LearnerLoop(stream.build(seed), config, seed, publish=self._publish)
+        self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
+        hook = None if self.checkpoint_path is None else self._checkpoint
+        self.loop = LearnerLoop(stream.build(seed), config, seed, publish=self._publish, checkpoint=hook)
         self.error: str | None = None
         self.done = False
-        self._reported_samples = 0
-        self._reported_drifts = 0
-        self._reported_duplicates = 0
-        self._reported_dead: dict[str, int] = {}
-        self._reported_chaos = 0
+        self.restarts = 0  # times this learner came back from a checkpoint
+        self.checkpoints = 0
+        self.resumed_from: int | None = None  # stream position restored at the last restart
+        restored = self._restore()
+        loop = self.loop  # counters continue from the checkpoint: the evaluator has seen those
+        self._reported_samples = loop.trainer.samples
+        self._reported_drifts = len(loop.drifts)
+        self._reported_duplicates = loop.duplicates
+        self._reported_dead: dict[str, int] = dict(getattr(loop.stream, "dead_letter_counts", {}))
+        self._reported_chaos = len(loop.chaos_seen)
         self._report_lock = threading.Lock()
         self._final_sent = False
         self._thread = threading.Thread(target=self._run, name="olsim-learner", daemon=True)
         self._reporter = threading.Thread(target=self._report_forever, name="olsim-stats", daemon=True)
         self.evaluator.set_baseline.remote(self.loop.initial)
+        if restored:  # Ray restarted this actor after a crash: carry on by itself
+            self.start()
+
+    def _restore(self) -> bool:
+        path = self.checkpoint_path
+        if path is None or not path.exists():
+            return False
+        state = checkpoint.load(path)
+        self.loop.load_state_dict(state["loop"])
+        self.restarts = int(state["restarts"]) + 1
+        self.checkpoints = int(state["checkpoints"])
+        self.resumed_from = self.loop.offset
+        log.warning(
+            "learner restarted from checkpoint offset=%d restarts=%d", self.loop.offset, self.restarts
+        )
+        return True
+
+    def _checkpoint(self, loop: LearnerLoop) -> None:
+        assert self.checkpoint_path is not None
+        self.checkpoints += 1
+        state = {"loop": loop.state_dict(), "restarts": self.restarts, "checkpoints": self.checkpoints}
+        checkpoint.save(self.checkpoint_path, state)
 
     def start(self) -> None:
-        self._thread.start()
-        self._reporter.start()
+        """Start consuming the stream (once; a restarted learner starts by itself)."""
+        if not self._thread.is_alive() and not self.done:
+            self._thread.start()
+            self._reporter.start()
 
     def stop(self) -> None:
         self.loop.stop_event.set()
@@ -70,6 +111,8 @@ class LearnerActor:
             "prequential_accuracy": loop.prequential(),
             "done": self.done,
             "error": self.error,
+            "restarts": self.restarts,
+            "resumed_from": self.resumed_from,
         }
 
     def stream_report(self) -> dict[str, Any]:
@@ -89,6 +132,8 @@ class LearnerActor:
             "dead_lettered": sum(dead.values()),
             "dead_letters": dict(dead),
             "dead_letter_examples": [asdict(d) for d in getattr(src, "dead_letters", [])[:20]],
+            "learner_restarts": self.restarts,
+            "checkpoints": self.checkpoints,
             "chaos": [{"at": at, "kind": kind, "position": pos} for at, kind, pos in loop.chaos_seen],
         }
 

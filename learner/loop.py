@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +24,9 @@ from learner.model import build_model
 from learner.snapshot import Snapshot
 from learner.strategies import make_strategy
 from learner.trainer import Trainer
+from stream.delivery import Delivery
 from stream.events import Batch
+from stream.ingest import DeadLetter
 from stream.spec import Source
 from stream.tasks import Task
 
@@ -44,10 +47,18 @@ class LearnerLoop:
     ([0, 1], 14, [0, 1])
     """
 
-    def __init__(self, stream: Source, config: LearnerConfig, seed: int, publish: Publish) -> None:
+    def __init__(
+        self,
+        stream: Source,
+        config: LearnerConfig,
+        seed: int,
+        publish: Publish,
+        checkpoint: Callable[[LearnerLoop], None] | None = None,
+    ) -> None:
         self.stream = stream
         self.config = config
         self.publish = publish
+        self.checkpoint = checkpoint  # called after every publication, with the loop at a step boundary
         model = build_model(config.model, seed=seed)
         strategy = make_strategy(config.strategy, n_features=config.model.in_features, seed=seed)
         self.trainer = Trainer(model, strategy, config.optimizer)
@@ -70,6 +81,46 @@ class LearnerLoop:
     @property
     def tasks(self) -> list[Task]:
         return self.stream.tasks
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly here: model, optimizer, strategy (buffers included),
+        stream position, the event-id ledger and the delivery's dead-letter counts."""
+        src = self.stream
+        return {
+            "trainer": self.trainer.state_dict(),
+            "offset": self.offset,
+            "task": self.task,
+            "tasks_done": list(self.tasks_done),
+            "versions": list(self.versions),
+            "rejected": self.rejected,
+            "drifts": list(self.drifts),
+            "detector": None if self.detector is None else self.detector.state_dict(),
+            "recent": list(self.recent),
+            "ledger": dict(self.ledger),
+            "duplicates": self.duplicates,
+            "chaos_seen": list(self.chaos_seen),
+            "dead_letters": dict(getattr(src, "dead_letter_counts", {})),
+            "dead_letter_examples": [(d.id, d.reason, d.detail) for d in getattr(src, "dead_letters", [])],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.trainer.load_state_dict(state["trainer"])
+        self.offset = int(state["offset"])
+        self.task = state["task"]
+        self.tasks_done = list(state["tasks_done"])
+        self.versions = list(state["versions"])
+        self.rejected = int(state["rejected"])
+        self.drifts = list(state["drifts"])
+        if self.detector is not None and state["detector"] is not None:
+            self.detector.load_state_dict(state["detector"])
+        self.recent.clear()
+        self.recent.extend(tuple(r) for r in state["recent"])
+        self.ledger = dict(state["ledger"])
+        self.duplicates = int(state["duplicates"])
+        self.chaos_seen = [tuple(c) for c in state["chaos_seen"]]
+        if isinstance(self.stream, Delivery):
+            self.stream.dead_letter_counts = Counter(state["dead_letters"])
+            self.stream.dead_letters = [DeadLetter(*d) for d in state["dead_letter_examples"]]
 
     def prequential(self) -> float | None:
         recent = list(self.recent)  # one atomic copy: a reporter thread may call this mid-training
@@ -106,9 +157,9 @@ class LearnerLoop:
             self.chaos_seen += [(now, kind, batch.offset) for kind in batch.chaos]
             # A late event of a task already ended (redelivered, reordered) is trained where it lands;
             # it does not reopen its task.
-            if self.task is not None and batch.task != self.task and batch.task not in self.tasks_done:
-                self._end_task(self.task)
-            if batch.task not in self.tasks_done:
+            if batch.task != self.task and batch.task not in self.tasks_done:
+                if self.task is not None and self.task not in self.tasks_done:  # (a resumed learner
+                    self._end_task(self.task)  # may have checkpointed right after the task's end)
                 self.task = batch.task
             self._train(batch)
         self.next_due = None
@@ -179,3 +230,5 @@ class LearnerLoop:
             self.rejected += 1
         else:
             self.versions.append(number)
+        if self.checkpoint is not None:
+            self.checkpoint(self)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.scenario import builtin_names
 from learner.strategies import STRATEGIES
 
 
@@ -22,7 +23,7 @@ def _olsim(*args: str) -> subprocess.CompletedProcess[str]:
     [
         (
             ["run", "no-such-scenario"],
-            "valid: burst, duplicates, malformed, permuted-digits, reorder, split-digits, stall, synthetic",
+            "valid: " + ", ".join(builtin_names()),
         ),
         (["run", "split-digits", "--strategy", "nope"], "valid: " + ", ".join(sorted(STRATEGIES))),
         (["run", "split-digits", "--duration", "-1"], "duration_s"),

@@ -64,7 +64,9 @@ def test_unknown_expectation_is_a_scenario_error() -> None:
         parse_scenario("name: x\nexpect:\n  events_gone: {max: 0}\n", "x.yaml")
 
 
-@pytest.mark.parametrize("name", [n for n in builtin_names() if load_scenario(n).stream.chaos])
+@pytest.mark.parametrize(
+    "name", [n for n in builtin_names() if load_scenario(n).stream.chaos or load_scenario(n).faults]
+)
 def test_every_chaos_scenario_promises_no_loss_and_no_double_training(name: str) -> None:
     s = load_scenario(name)
     assert s.expect.events_lost is not None and s.expect.events_lost.max == 0

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from deploy.runner import RunOptions, run
 from deploy.scenario import builtin_names, load_scenario
 
-CHAOS = [n for n in builtin_names() if load_scenario(n).stream.chaos]
+CHAOS = [n for n in builtin_names() if load_scenario(n).stream.chaos or load_scenario(n).faults]
 
 
 def _metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -55,7 +55,7 @@ def chaos_runs(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> d
 
 
 def test_the_shipped_chaos_scenarios() -> None:
-    assert set(CHAOS) >= {"burst", "stall", "duplicates", "reorder", "malformed"}
+    assert set(CHAOS) >= {"burst", "stall", "duplicates", "reorder", "malformed", "learner-crash"}
 
 
 @pytest.mark.parametrize("name", CHAOS)
@@ -98,3 +98,16 @@ def test_redeliveries_are_skipped_not_trained(chaos_runs: dict) -> None:
     assert report["stream"]["duplicates_skipped"] == 609
     assert live["metrics"][("olsim_stream_events_total", (("kind", "duplicate"),))] == 609
     assert live["metrics"][("olsim_learner_samples_total", ())] == report["stream"]["events_trained"]
+
+
+def test_a_killed_learner_resumes_from_its_checkpoint_while_serving_goes_on(chaos_runs: dict) -> None:
+    report, _ = chaos_runs["learner-crash"]
+    faults = report["faults"]
+    assert [f["target"] for f in faults] == ["learner"] * 3
+    assert all(f["recovered_after_s"] is not None and f["recovered_after_s"] < 30 for f in faults)
+    assert report["stream"]["learner_restarts"] == 3 and report["stream"]["checkpoints"] > 3
+    rows = report["requests"]["samples"]  # [sent, latency ms, status, version, replica]
+    for f in faults:  # requests sent while the learner was down were all answered
+        down = [r for r in rows if f["killed_at"] <= r[0] <= f["killed_at"] + f["recovered_after_s"]]
+        assert down and all(r[2] == 200 and r[3] is not None for r in down)
+    assert report["tasks_completed"] == 3 and report["replicas_converged"]

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
+from learner import checkpoint
 from learner.config import LearnerConfig
 from learner.loop import LearnerLoop
 from learner.snapshot import Snapshot
@@ -136,3 +139,53 @@ def test_a_clean_stream_trains_exactly_as_before() -> None:
     b.run()
     for pa, pb in zip(a.trainer.model.parameters(), b.trainer.model.parameters(), strict=True):
         assert torch.equal(pa, pb)
+
+
+def test_a_learner_resumed_from_its_checkpoint_ends_exactly_where_an_uninterrupted_one_does(
+    tmp_path: Path,
+) -> None:
+    """Crash mid-stream (after some checkpoints), resume in a new loop from the last checkpoint:
+    the ledger holds every event once and the model is bit-identical to a run that never crashed."""
+    spec = StreamSpec(
+        tasks="split-digits",
+        n_tasks=3,
+        epochs=2,
+        rate=None,
+        chaos=[
+            {"kind": "duplicates", "at": 500, "events": 400},
+            {"kind": "malformed", "at": 900, "count": 5},
+        ],
+    )
+    config = LearnerConfig.model_validate({"publish_every": 3, "strategy": {"kind": "replay"}})
+    ref = LearnerLoop(spec.build(seed=0), config, seed=0, publish=lambda s: 1)
+    ref.run()
+
+    class Crash(Exception):
+        pass
+
+    path = tmp_path / "learner.npz"
+    published = 0
+
+    def publish_then_crash(snap: Snapshot) -> int:
+        nonlocal published
+        published += 1
+        if published == 9:  # after 8 checkpoints, before the 9th
+            raise Crash
+        return published
+
+    def keep(loop: LearnerLoop) -> None:
+        checkpoint.save(path, loop.state_dict())
+
+    first = LearnerLoop(spec.build(seed=0), config, seed=0, publish=publish_then_crash, checkpoint=keep)
+    with pytest.raises(Crash):
+        first.run()
+    second = LearnerLoop(spec.build(seed=0), config, seed=0, publish=lambda s: 1, checkpoint=keep)
+    second.load_state_dict(checkpoint.load(path))
+    assert 0 < second.offset < first.offset < len(second.stream)  # resumes before where it crashed
+    second.run()
+    assert second.ledger == ref.ledger and set(second.ledger.values()) == {1}
+    assert second.tasks_done == ref.tasks_done == [0, 1, 2]
+    assert second.duplicates == ref.duplicates and second.trainer.steps == ref.trainer.steps
+    assert second.stream.dead_letter_counts == ref.stream.dead_letter_counts  # type: ignore[union-attr]
+    for a, b in zip(second.trainer.model.parameters(), ref.trainer.model.parameters(), strict=True):
+        assert torch.equal(a, b)
