@@ -19,6 +19,7 @@ from ray.serve import Application
 from learner.model import ModelSpec
 from serving.config import ServeConfig
 from serving.follower import WeightFollower
+from serving.limits import BodyLimit
 from serving.schemas import (
     HealthResponse,
     PauseResponse,
@@ -32,6 +33,7 @@ from serving.schemas import (
 log = logging.getLogger(__name__)
 
 api = FastAPI(title="olsim", description="Predictions from a model that keeps learning.")
+api.add_middleware(BodyLimit)
 
 
 @api.exception_handler(RequestValidationError)
@@ -72,6 +74,7 @@ class Predictor:
         self.spec = spec
         self.config = config
         self.admin_token = admin_token
+        api.state.max_body_bytes = config.max_body_bytes
         self.replica = serve.get_replica_context().replica_id.unique_id
         self.registry = ray.get_actor(registry_name, namespace=namespace)
         self.follower = WeightFollower(self.registry, self.replica, config.poll_timeout_s)

@@ -14,6 +14,9 @@ class ServeConfig(BaseModel):
 
     replicas: int = Field(2, ge=1, le=64)
     max_rows: int = Field(1024, ge=1, description="most rows one /predict request may carry")
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="larger request bodies get 413 before anything parses them"
+    )
     num_cpus: float = Field(0.25, gt=0, description="logical CPUs reserved per replica")
     max_ongoing_requests: int = Field(32, ge=1)
     host: str = "127.0.0.1"
