@@ -129,6 +129,15 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--sizes", nargs="+", type=_at_least(1), default=[1000, 10000, 100000], metavar="N")
     k.add_argument("--queries", nargs="+", type=_at_least(1), default=[1, 64], metavar="B")
     k.add_argument("--out", type=Path, default=Path("docs/results.md"), help="markdown file to update")
+    rl = bsub.add_parser(
+        "reliability", help="every chaos scenario run for real: what was lost, redone, refused"
+    )
+    rl.add_argument("--scenarios", nargs="+", metavar="NAME", help="default: every built-in chaos scenario")
+    rl.add_argument(
+        "--load-rps", type=_at_least(0, float), default=20.0, help="/predict load during each run"
+    )
+    rl.add_argument("--out", type=Path, default=Path("docs/reliability.md"), help="markdown file to update")
+    rl.add_argument("--report-dir", type=Path, default=Path("out/reliability"), help="each run's report")
     w = bsub.add_parser("swap", help="hot swap: olsim's long-poll vs Ray Serve's reconfigure, same run")
     w.add_argument("--scenario", default="split-digits", help="model, replicas and held-out rows from here")
     w.add_argument("--rounds", type=_at_least(1), default=3, metavar="N")
@@ -318,6 +327,22 @@ def _bench_knn_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_reliability(args: argparse.Namespace) -> int:
+    import json
+
+    from deploy.bench_reliability import bench_reliability, chaos_scenarios, write
+
+    names = args.scenarios or chaos_scenarios()
+    for name in names:
+        load_scenario(name)  # unknown names: exit 2 before anything starts
+    command = f"olsim bench reliability --scenarios {' '.join(names)} --load-rps {args.load_rps:g}"
+    rows = bench_reliability(names, args.report_dir, args.load_rps)
+    write(rows, args.out, command)
+    (args.report_dir / "reliability.json").write_text(json.dumps(rows, indent=2))
+    print(f"table written to {args.out}; reports under {args.report_dir}")
+    return 0 if all(r["outcomes_ok"] for r in rows) else EXPECTATION_FAILED
+
+
 def _bench_swap(args: argparse.Namespace) -> int:
     import json
 
@@ -358,7 +383,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return _report(args)
         if args.command == "bench":
-            bench = {"forgetting": _bench_forgetting, "knn-index": _bench_knn_index, "swap": _bench_swap}
+            bench = {
+                "forgetting": _bench_forgetting,
+                "knn-index": _bench_knn_index,
+                "swap": _bench_swap,
+                "reliability": _bench_reliability,
+            }
             return bench[args.bench](args)
     except ScenarioError as exc:
         print(f"olsim: error: {exc}", file=sys.stderr)

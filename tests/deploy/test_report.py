@@ -60,7 +60,7 @@ def _report() -> dict[str, Any]:
         "swaps": swaps,
         "rollbacks": [{"previous": 4, "version": 3, "trigger": "manual", "reason": "test"}],
         "timeline": timeline,
-        "chaos": [{"at": t0 + 7.0, "kind": "burst"}],
+        "chaos": [{"at": t0 + 7.0, "kind": "burst", "position": 350}],
         "requests": {
             "count": 200,
             "errors": 4,

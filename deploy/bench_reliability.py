@@ -1,0 +1,101 @@
+"""``olsim bench reliability``: every chaos scenario run for real, one table of what became of it.
+
+Per scenario (a full ``olsim run`` each, one local Ray cluster for all, load on): records delivered,
+events trained, events lost, events trained twice (the learner's ledger), duplicates skipped,
+dead-lettered records, failed requests out of those sent, recovery time after each injected
+fault, candidates the gate rejected, and whether every promised outcome held.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from deploy.runner import RunOptions, connect_ray, run
+from deploy.scenario import builtin_names, load_scenario
+
+log = logging.getLogger(__name__)
+
+START = "<!-- olsim bench reliability: start -->"
+END = "<!-- olsim bench reliability: end -->"
+
+
+def chaos_scenarios() -> list[str]:
+    """Built-in scenarios with delivery chaos or process faults."""
+    return [n for n in builtin_names() if load_scenario(n).stream.chaos or load_scenario(n).faults]
+
+
+def row(name: str, report: dict[str, Any]) -> dict[str, Any]:
+    st, req = report["stream"], report.get("requests") or {}
+    recoveries = [f["recovered_after_s"] for f in report.get("faults", [])]
+    rejected = sum(n for k, n in report["gate"]["counts"].items() if k.startswith("rejected/"))
+    return {
+        "scenario": name,
+        "records": st["records"],
+        "trained": st["events_trained"],
+        "expected": st["events_expected"],
+        "lost": st["events_lost"],
+        "trained_twice": st["events_trained_twice"],
+        "duplicates_skipped": st["duplicates_skipped"],
+        "dead_lettered": st["dead_lettered"],
+        "failed_requests": req.get("errors"),
+        "requests": req.get("count"),
+        "recovery_s": recoveries,
+        "rejected": rejected,
+        "candidates": report["gate"]["candidates"],
+        "outcomes_ok": all(e["ok"] for e in report["expectations"]),
+        "failed_outcomes": [e["name"] for e in report["expectations"] if not e["ok"]],
+    }
+
+
+def bench_reliability(names: list[str], out_dir: Path, load_rps: float) -> list[dict[str, Any]]:
+    started = connect_ray(None)
+    rows = []
+    try:
+        for name in names:
+            log.warning("reliability: running %s", name)
+            opts = RunOptions(report_dir=out_dir / name, load_rps=load_rps, metrics_port=0)
+            rows.append(row(name, run(load_scenario(name), opts)))
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    return rows
+
+
+def render(rows: list[dict[str, Any]], command: str) -> str:
+    def rec(r: dict[str, Any]) -> str:
+        s = r["recovery_s"]
+        return "-" if not s else ", ".join("n/a" if v is None else f"{v:.1f}" for v in s)
+
+    lines = [
+        START,
+        f"Command: `{command}` (each scenario's own seed, rate and faults; 2-core machine).",
+        "",
+        "| scenario | records in | events trained / expected | lost | trained twice | duplicates skipped "
+        "| dead-lettered | failed requests / sent | recovery s | rejected / candidates | outcomes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ok = "all hold" if r["outcomes_ok"] else "FAILED: " + ", ".join(r["failed_outcomes"])
+        lines.append(
+            f"| {r['scenario']} | {r['records']} | {r['trained']} / {r['expected']} | {r['lost']} "
+            f"| {r['trained_twice']} | {r['duplicates_skipped']} | {r['dead_lettered']} "
+            f"| {r['failed_requests']} / {r['requests']} | {rec(r)} "
+            f"| {r['rejected']} / {r['candidates']} | {ok} |"
+        )
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write(rows: list[dict[str, Any]], path: Path, command: str) -> None:
+    section = render(rows, command)
+    text = path.read_text() if path.exists() else ""
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + ("\n\n" if text else "") + section + "\n"
+    path.write_text(text)
