@@ -40,6 +40,32 @@ def _stream(key: str) -> Callable[[dict[str, Any]], float | None]:
     return lambda r: (r.get("stream") or {}).get(key)
 
 
+def served_old_task_drops(r: dict[str, Any]) -> list[float]:
+    """For every newly published version that became the served one: the mean over the tasks before
+    the one it was learning of max(0, previous served - new) *test* accuracy (the gate judges the
+    validation split; this checks its decisions on data it never saw).
+
+    >>> tl = [{"version": 1, "task": 0, "accuracies": [0.9, 0.0]},
+    ...       {"version": 2, "task": 1, "accuracies": [0.5, 0.9]}]
+    >>> sw = [{"version": 1, "kind": "publish"}, {"version": 2, "kind": "publish"}]
+    >>> served_old_task_drops({"timeline": tl, "swaps": sw})
+    [0.4]
+    """
+    scored = {v["version"]: v for v in r.get("timeline", [])}
+    drops, prev = [], None
+    for s in r.get("swaps", []):
+        v = scored.get(s["version"])
+        if v is None:
+            continue
+        if prev is not None and s["kind"] == "publish" and v["task"] > 0:
+            old = range(v["task"])
+            drops.append(
+                round(sum(max(0.0, prev["accuracies"][j] - v["accuracies"][j]) for j in old) / len(old), 6)
+            )
+        prev = v
+    return drops
+
+
 def _recoveries(r: dict[str, Any]) -> list[float]:
     return [f["recovered_after_s"] for f in r.get("faults", []) if f["recovered_after_s"] is not None]
 
@@ -58,11 +84,16 @@ VALUES: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "failed_requests": _failed_requests,
     "learner_restarts": _stream("learner_restarts"),
     "faults_recovered": lambda r: sum(1 for f in r.get("faults", []) if f["recovered_after_s"] is not None),
-    "max_recovery_s": lambda r: max(
-        [f["recovered_after_s"] for f in r.get("faults", []) if f["recovered_after_s"] is not None],
-        default=None,
+    "max_recovery_s": lambda r: max(_recoveries(r), default=None),
+    "failed_beyond_in_flight": lambda r: sum(
+        max(0, f["failed"] - f["in_flight"]) for f in r.get("faults", []) if "failed" in f
     ),
     "versions_published": lambda r: r.get("versions_published"),
+    "max_served_old_task_drop": lambda r: max(served_old_task_drops(r), default=0.0),
+    "gate_rejections": lambda r: sum(
+        n for k, n in (r.get("gate") or {}).get("counts", {}).items() if k.startswith("rejected/")
+    ),
+    "injected_trained": _stream("injected_trained"),
     "acc": lambda r: r.get("acc"),
 }
 
@@ -80,8 +111,14 @@ class Expectations(BaseModel):
     failed_requests: Bound | None = None  # /predict answers other than 200 under the run's load
     learner_restarts: Bound | None = None  # times the learner came back from its checkpoint
     faults_recovered: Bound | None = None  # injected faults the system came back from
-    max_recovery_s: Bound | None = None  # longest kill-to-training-again
+    max_recovery_s: Bound | None = None  # longest kill-to-recovered
+    failed_beyond_in_flight: Bound | None = (
+        None  # failed requests per fault beyond those in flight at the kill
+    )
     versions_published: Bound | None = None
+    max_served_old_task_drop: Bound | None = None  # worst old-task forgetting a served version brought
+    gate_rejections: Bound | None = None
+    injected_trained: Bound | None = None  # well-formed foreign records (poison) that were trained
     acc: Bound | None = None
 
 

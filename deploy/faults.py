@@ -4,6 +4,14 @@ Delivery faults (bursts, duplicates, malformed records, ...) belong to the strea
 these kill a running part of the system. Positions are stream positions, so a timeline means the
 same at any rate: the runner kills the target once the learner has consumed that far.
 
+- ``learner``: the learner actor's process dies; Ray restarts it and it resumes from its checkpoint.
+  Recovered when the restarted learner trains past the position it resumed from.
+- ``replica``: one Serve replica's process dies; Serve's controller starts a replacement, which loads
+  the served version before it takes traffic. Recovered when a new replica has acknowledged the
+  current version.
+
+Faults fire one at a time: the next waits (past its position if need be) until the last recovered.
+
 >>> Kill.model_validate({"target": "learner", "at": 800}).kind
 'kill'
 """
@@ -21,54 +29,98 @@ log = logging.getLogger(__name__)
 
 
 class Kill(BaseModel):
-    """Kill ``target`` (its process dies; Ray restarts it) once the stream reaches position ``at``."""
+    """Kill ``target`` once the stream reaches position ``at``."""
 
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["kill"] = "kill"
-    target: Literal["learner"]
+    target: Literal["learner", "replica"]
     at: int = Field(ge=0, description="stream position (records consumed) at which to kill")
 
 
 @dataclass
 class Injector:
-    """Fires due faults as the learner's progress passes them; times each recovery."""
+    """Fires due faults as the learner's progress passes them; times each recovery.
+
+    ``learner`` is the learner actor, ``registry`` the registry actor and ``app`` the Serve
+    application name (set by the runner once they exist).
+    """
 
     faults: list[Kill]
+    learner: Any = None
+    registry: Any = None
+    app: str = ""
     done: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.faults = sorted(self.faults, key=lambda f: f.at)
 
-    def step(self, progress: dict[str, Any], learner: Any) -> None:
-        """Call with each progress poll: kills what is due, notes recoveries."""
-        import ray
-
+    def step(self, progress: dict[str, Any]) -> None:
+        """Call with each progress poll: notes recoveries, then kills what is due (one per call)."""
         for row in self.done:
             if row["recovered_after_s"] is None and self._recovered(row, progress):
                 row["recovered_after_s"] = time.time() - row["killed_at"]
-                log.warning("learner recovered after %.2fs", row["recovered_after_s"])
-        while self.faults and progress["offset"] >= self.faults[0].at and not progress["done"]:
+                log.warning("%s recovered after %.2fs", row["target"], row["recovered_after_s"])
+        settled = all(r["recovered_after_s"] is not None for r in self.done)  # one fault at a time
+        if settled and self.faults and progress["offset"] >= self.faults[0].at and not progress["done"]:
             f = self.faults.pop(0)
-            ray.kill(learner, no_restart=False)
-            self.done.append(
-                {
-                    "kind": f.kind,
-                    "target": f.target,
-                    "at": f.at,
-                    "offset": progress["offset"],
-                    "killed_at": time.time(),
-                    "restarts_before": progress["restarts"],
-                    "recovered_after_s": None,
-                }
-            )
+            row = {"kind": f.kind, "target": f.target, "at": f.at, "offset": progress["offset"]}
+            row |= self._kill(f, progress)
+            row |= {"killed_at": time.time(), "recovered_after_s": None}
+            self.done.append(row)
             log.warning("fault: killed the %s at offset %d", f.target, progress["offset"])
-            return  # one at a time: the next waits for a progress report from the restarted learner
 
-    @staticmethod
-    def _recovered(row: dict[str, Any], p: dict[str, Any]) -> bool:
-        """Back and training: restarted since the kill, and past the position it resumed from."""
-        restarted = p["restarts"] > row["restarts_before"]
-        return restarted and (
-            p["done"] or (p["resumed_from"] is not None and p["offset"] > p["resumed_from"])
+    def wait_recovered(self, progress: Any, timeout_s: float) -> bool:
+        """After the stream: keep checking until every fault has recovered (or ``timeout_s``)."""
+        deadline = time.monotonic() + timeout_s
+        while any(r["recovered_after_s"] is None for r in self.done):
+            if time.monotonic() > deadline:
+                log.warning(
+                    "faults not recovered after %.0fs: %s", timeout_s, [r["target"] for r in self.done]
+                )
+                return False
+            self.step(progress())
+            time.sleep(0.25)
+        return True
+
+    def _kill(self, f: Kill, progress: dict[str, Any]) -> dict[str, Any]:
+        import ray
+
+        if f.target == "learner":
+            ray.kill(self.learner, no_restart=False)
+            return {"restarts_before": progress["restarts"]}
+        prefix = f"SERVE_REPLICA::{self.app}#"
+        names = sorted(
+            a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix)
         )
+        if not names:
+            raise RuntimeError(f"no replica of application {self.app!r} to kill")
+        before = sorted(name.rsplit("#", 1)[1] for name in names)  # Serve's replica ids = olsim's
+        ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
+        return {"replica": before[0], "replicas_before": before}
+
+    def _recovered(self, row: dict[str, Any], p: dict[str, Any]) -> bool:
+        import ray
+
+        if row["target"] == "learner":  # restarted since the kill, and past where it resumed
+            moved = p["resumed_from"] is not None and p["offset"] > p["resumed_from"]
+            return bool(p["restarts"] > row["restarts_before"] and (p["done"] or moved))
+        generation = ray.get(self.registry.state.remote())["generation"]
+        acked = ray.get(self.registry.replica_generations.remote())
+        new = [r for r, g in acked.items() if r not in row["replicas_before"] and g >= generation]
+        if not new:
+            return False
+        row["replacement"] = new[0]
+        return True
+
+
+def requests_around(fault: dict[str, Any], samples: list[list[Any]]) -> dict[str, int]:
+    """Requests in flight when ``fault`` struck, and failed requests from then until it recovered.
+
+    ``samples`` rows are the load generator's [sent unix time, latency ms, status, version, replica].
+    """
+    t = fault["killed_at"]
+    until = t + (fault["recovered_after_s"] or 0.0)
+    in_flight = sum(1 for s in samples if s[0] <= t <= s[0] + s[1] / 1e3)
+    failed = sum(1 for s in samples if s[2] != 200 and s[0] + s[1] / 1e3 >= t and s[0] <= until)
+    return {"in_flight": in_flight, "failed": failed}

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from deploy.expect import check
-from deploy.faults import Injector
+from deploy.faults import Injector, requests_around
 from deploy.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -237,11 +237,25 @@ class ServingStack:
         )
         serve.run(app, name=self.app_name, route_prefix=self.route_prefix)
 
+    def live_replicas(self) -> set[str]:
+        """Ids of the replicas Serve is running now (killed ones' acknowledgements stay in the registry)."""
+        import ray
+
+        prefix = f"SERVE_REPLICA::{self.app_name}#"
+        actors = ray.util.list_named_actors(all_namespaces=True)
+        return {a["name"].rsplit("#", 1)[1] for a in actors if a["name"].startswith(prefix)}
+
     def replicas_current(self) -> bool:
-        """Every replica serves the registry's current generation."""
+        """Every live replica serves the registry's current generation."""
         gen = get(self.registry.state.remote())["generation"]
         acked = get(self.registry.replica_generations.remote())
-        return len(acked) >= self.scenario.serving.replicas and all(g >= gen for g in acked.values())
+        live = self.live_replicas()
+        return len(live) >= self.scenario.serving.replicas and all(acked.get(r, -1) >= gen for r in live)
+
+    def replica_versions(self) -> dict[str, int]:
+        """Version each live replica serves."""
+        live = self.live_replicas()
+        return {r: v for r, v in get(self.registry.replica_versions.remote()).items() if r in live}
 
     def stop(self) -> None:
         import ray
@@ -297,6 +311,11 @@ class Run:
             LearnerActor, num_cpus=0, max_concurrency=4, max_restarts=-1, max_task_retries=-1
         ).remote(s.stream, s.learner, s.seed, registry, self.evaluator, str(ckpt.resolve()))
         get(self.learner.start.remote())
+        self.faults.learner, self.faults.registry, self.faults.app = (
+            self.learner,
+            registry,
+            self.stack.app_name,
+        )
         log.info(
             "run started run_id=%s metrics=%s:%d serve=%s:%d gate=%s",
             self.run_id,
@@ -331,7 +350,7 @@ class Run:
         last_offset, last_move = -1, time.monotonic()
         while True:
             p = get(self.learner.progress.remote())
-            self.faults.step(p, self.learner)
+            self.faults.step(p)
             if p["offset"] != last_offset or p["done"]:
                 last_offset, last_move = p["offset"], time.monotonic()
             elif time.monotonic() - last_move > opts.stall_timeout_s:
@@ -401,7 +420,7 @@ class Run:
             "routing_accuracy": ev["routing_accuracy"],
             "versions_published": state["latest"],
             "served_version": state["served"],
-            "replica_versions": get(registry.replica_versions.remote()),
+            "replica_versions": self.stack.replica_versions(),
             "replicas_converged": converged,
             "swaps": swap_table(swaps, changes),
             "swap_staleness_ms": staleness_ms(swaps),
@@ -423,6 +442,9 @@ class Run:
         report["chaos"] = stream.pop("chaos")
         report["stream"] = stream
         report["faults"] = self.faults.done
+        if self.load is not None:
+            for f in report["faults"]:
+                f |= requests_around(f, report["requests"]["samples"])
         report["expectations"] = check(s.expect, report)
         return report
 
@@ -528,6 +550,7 @@ def run(
         p, truncated = r.drive(progress)
         if p["error"]:
             raise RunError(f"learner failed: {p['error']}")
+        r.faults.wait_recovered(lambda: get(r.learner.progress.remote()), opts.settle_timeout_s)
         report = r.report(p, truncated, r.settle())
         _write(report, opts.report_dir)
         if on_finished is not None:

@@ -125,7 +125,8 @@ class LearnerActor:
             "records": len(src),
             "consumed": loop.offset,
             "events_expected": len(expected),
-            "events_trained": len(trained),
+            "events_trained": len(trained & expected),
+            "injected_trained": len(trained - expected),  # well-formed records not from the clean stream
             "events_lost": len(expected - trained),
             "events_trained_twice": sum(1 for n in loop.ledger.values() if n > 1),
             "duplicates_skipped": loop.duplicates,

@@ -66,6 +66,16 @@ class LabelNoise(_Window):
     fraction: float = Field(1.0, gt=0, le=1)
 
 
+class Poison(_Window):
+    """A targeted attack on an old task: while the ``events`` clean events from ``at`` arrive, one
+    extra record after each: a training sample of task ``task`` with a wrong label (``label``, or
+    the next class when unset). Well-formed, so ingest lets it through; the gate has to catch it."""
+
+    kind: Literal["poison"] = "poison"
+    task: int = Field(ge=0, description="the (already learned) task to attack")
+    label: int | None = Field(None, ge=0, description="the label every poisoned sample gets")
+
+
 class Malformed(BaseModel):
     """``count`` broken records injected before the event at ``at``, cycling through ``defects``."""
 
@@ -77,7 +87,7 @@ class Malformed(BaseModel):
 
 
 Chaos = Annotated[
-    Burst | Stall | Duplicates | Reorder | LabelNoise | Malformed,
+    Burst | Stall | Duplicates | Reorder | LabelNoise | Poison | Malformed,
     Field(discriminator="kind"),
 ]
-CHAOS_KINDS = ("burst", "stall", "duplicates", "reorder", "label_noise", "malformed")
+CHAOS_KINDS = ("burst", "stall", "duplicates", "reorder", "label_noise", "poison", "malformed")

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.chaos import Burst, Chaos, Duplicates, LabelNoise, Malformed, Reorder, Stall
+from stream.chaos import Burst, Chaos, Duplicates, LabelNoise, Malformed, Poison, Reorder, Stall
 from stream.events import Batch, Event, TaskStream
 from stream.ingest import DeadLetter, Ingest
 from stream.tasks import Task
@@ -41,11 +41,20 @@ class Slot:
     t: float = 0.0  # due time, seconds since the stream started
     label_shift: int = 0  # 0: the true label; k: label + k (mod classes)
     defect: str | None = None  # a malformed record of this kind (injected, not a clean event)
+    poison: tuple[int, int, int] | None = None  # injected poisoned sample: (task, training row, label)
     duplicate: bool = False  # a redelivery of an event already delivered
     starts: tuple[str, ...] = ()  # chaos windows that begin with this record
 
 
-def plan(n: int, rate: float | None, chaos: Sequence[Chaos], seed: int, n_classes: int) -> list[Slot]:
+def plan(
+    n: int,
+    rate: float | None,
+    chaos: Sequence[Chaos],
+    seed: int,
+    n_classes: int,
+    tasks: Sequence[Task] = (),
+    bounds: Sequence[tuple[int, int]] = (),
+) -> list[Slot]:
     """The delivery order, with every record's due time (deterministic in ``seed``)."""
     rng = np.random.default_rng([seed, 0xC4A05])
     order = list(range(n))
@@ -65,6 +74,10 @@ def plan(n: int, rate: float | None, chaos: Sequence[Chaos], seed: int, n_classe
     for m in (c for c in chaos if isinstance(c, Malformed)):
         malformed.setdefault(min(m.at, n - 1), []).append(m)
     dups = [c for c in chaos if isinstance(c, Duplicates)]
+    poisons = [c for c in chaos if isinstance(c, Poison)]
+    for p in poisons:
+        if p.task >= len(bounds) or bounds[p.task][1] > p.at:
+            raise ValueError(f"poison at offset {p.at} targets task {p.task}, which has not ended by then")
     slots: list[Slot] = []
     pending: dict[int, list[int]] = {}
     marked: set[int] = set()
@@ -79,6 +92,12 @@ def plan(n: int, rate: float | None, chaos: Sequence[Chaos], seed: int, n_classe
                 )
             kinds = ()
         slots.append(Slot(o, label_shift=shift.get(o, 0), starts=kinds))
+        for p in poisons:
+            if p.at <= o < p.at + p.events:
+                train = tasks[p.task].train
+                row = int(rng.integers(len(train)))
+                label = p.label if p.label is not None else (int(train.y[row]) + 1) % n_classes
+                slots.append(Slot(o, poison=(p.task, row, label)))
         for dup in dups:
             if dup.at <= o < dup.at + dup.events and rng.random() < dup.fraction:
                 pending.setdefault(pos + dup.delay, []).append(o)
@@ -117,7 +136,15 @@ class Delivery:
     def __post_init__(self) -> None:
         tasks = self.stream.tasks
         self.n_classes = 1 + max(int(c) for t in tasks for c in t.classes)
-        self.slots = plan(len(self.stream), self.stream.rate, self.chaos, self.seed, self.n_classes)
+        self.slots = plan(
+            len(self.stream),
+            self.stream.rate,
+            self.chaos,
+            self.seed,
+            self.n_classes,
+            tasks,
+            self.stream.task_bounds(),
+        )
         self.ingest = Ingest(tasks[0].train.x.shape[1], self.n_classes, len(tasks))
         self._clean: tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None = None
 
@@ -138,7 +165,7 @@ class Delivery:
     def clean_ids(self, stop: int | None = None) -> set[str]:
         """Ids of the distinct clean events delivered in slots ``[0, stop)`` (what must be trained)."""
         ids = self._events()[0]
-        return {ids[s.offset] for s in self.slots[:stop] if s.defect is None}
+        return {ids[s.offset] for s in self.slots[:stop] if s.defect is None and s.poison is None}
 
     def _events(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
         """Every clean event (ids, x, y, task), in stream order."""
@@ -166,6 +193,12 @@ class Delivery:
             "y": y,
             "t": s.t,
         }
+        if s.poison is not None:
+            task, row, label = s.poison
+            train = self.tasks[task].train
+            # posing as part of the live stream: the task the clean stream is on, an old task's sample
+            rec.update(id=f"s{self.seed}-poison-{i}", x=train.x[row].tolist(), y=label)
+            return rec
         if s.defect is None:
             return rec
         rec["id"] = f"s{self.seed}-malformed-{i}"

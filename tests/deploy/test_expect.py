@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from deploy.cli import EXPECTATION_FAILED, expectations_exit
@@ -72,3 +74,20 @@ def test_every_chaos_scenario_promises_no_loss_and_no_double_training(name: str)
     assert s.expect.events_lost is not None and s.expect.events_lost.max == 0
     assert s.expect.events_trained_twice is not None and s.expect.events_trained_twice.max == 0
     assert s.description and s.stream.rate is not None
+
+
+def test_requests_around_a_fault() -> None:
+    from deploy.faults import requests_around
+
+    fault = {"killed_at": 100.0, "recovered_after_s": 2.0}
+    samples: list[list[Any]] = [
+        [99.0, 500.0, 200, 1, "a"],  # done before the kill
+        [99.9, 200.0, 500, 1, "a"],  # in flight at the kill, failed
+        [99.95, 100.0, 200, 1, "b"],  # in flight, fine
+        [101.0, 10.0, 503, None, None],  # failed while recovering
+        [103.0, 10.0, 500, None, None],  # after recovery: not this fault's
+    ]
+    assert requests_around(fault, samples) == {"in_flight": 2, "failed": 2}
+    report = {"faults": [fault | {"in_flight": 2, "failed": 3}, fault | {"in_flight": 1, "failed": 0}]}
+    e = Expectations.model_validate({"failed_beyond_in_flight": {"max": 0}})
+    assert check(e, report)[0]["value"] == 1

@@ -2,7 +2,8 @@
 outcomes its YAML promises checked, plus what the metrics endpoint says about it.
 
 Short versions: the stream runs at twice the shipped rate (the chaos timeline is in stream
-offsets, so the same events are hit; a stall still lasts its seconds).
+offsets, so the same events are hit; a stall still lasts its seconds), except in scenarios that
+kill processes, where each kill waits for the previous recovery.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from deploy.expect import served_old_task_drops
 from deploy.runner import RunOptions, run
 from deploy.scenario import builtin_names, load_scenario
 
@@ -46,7 +48,8 @@ def chaos_runs(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> d
     for name in CHAOS:
         s = load_scenario(name)
         assert s.stream.rate is not None
-        s = s.model_copy(update={"stream": s.stream.model_copy(update={"rate": 2 * s.stream.rate})})
+        if not s.faults:  # kills wait for the previous recovery (seconds): those keep their rate
+            s = s.model_copy(update={"stream": s.stream.model_copy(update={"rate": 2 * s.stream.rate})})
         live: dict[str, Any] = {}
         opts = RunOptions(report_dir=tmp_path_factory.mktemp(name), metrics_port=0, load_rps=20.0)
         report = run(s, opts, on_finished=partial(_scrape_when_settled, live=live))
@@ -55,7 +58,17 @@ def chaos_runs(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> d
 
 
 def test_the_shipped_chaos_scenarios() -> None:
-    assert set(CHAOS) >= {"burst", "stall", "duplicates", "reorder", "malformed", "learner-crash"}
+    assert set(CHAOS) >= {
+        "burst",
+        "stall",
+        "duplicates",
+        "reorder",
+        "malformed",
+        "label-noise",
+        "poison",
+        "learner-crash",
+        "replica-kill",
+    }
 
 
 @pytest.mark.parametrize("name", CHAOS)
@@ -111,3 +124,35 @@ def test_a_killed_learner_resumes_from_its_checkpoint_while_serving_goes_on(chao
         down = [r for r in rows if f["killed_at"] <= r[0] <= f["killed_at"] + f["recovered_after_s"]]
         assert down and all(r[2] == 200 and r[3] is not None for r in down)
     assert report["tasks_completed"] == 3 and report["replicas_converged"]
+
+
+def _served_at(report: dict[str, Any], t: float) -> int | None:
+    """The version the registry served at unix time ``t`` (from the change log)."""
+    served = [s["version"] for s in report["swaps"] if s["published_at"] <= t]
+    return served[-1] if served else None
+
+
+def test_a_killed_replica_is_replaced_by_one_serving_the_current_version(chaos_runs: dict) -> None:
+    report, _ = chaos_runs["replica-kill"]
+    rows = sorted(report["requests"]["samples"])  # [sent, latency ms, status, version, replica]
+    served_by_replacement = 0
+    for f in report["faults"]:
+        assert f["target"] == "replica" and f["recovered_after_s"] is not None
+        assert f["failed"] <= f["in_flight"]
+        mine = [r for r in rows if r[4] == f["replacement"]]
+        if mine:  # (the last replacement may come up after the load stopped)
+            first = mine[0]
+            low, high = _served_at(report, first[0]), _served_at(report, first[0] + first[1] / 1e3)
+            assert first[2] == 200 and low is not None and low <= first[3] <= (high or low)
+            served_by_replacement += 1
+    assert served_by_replacement >= 1, "no request reached a replacement replica"
+
+
+def test_the_gate_keeps_poisoned_and_noisy_versions_from_users(chaos_runs: dict) -> None:
+    for name in ("poison", "label-noise"):
+        report, _ = chaos_runs[name]
+        budget = report["gate"]["forgetting_budget"]
+        assert max(served_old_task_drops(report), default=0.0) <= budget + 0.1, name
+    poisoned, _ = chaos_runs["poison"]
+    assert poisoned["stream"]["injected_trained"] == 300
+    assert sum(n for k, n in poisoned["gate"]["counts"].items() if k.startswith("rejected/")) >= 1

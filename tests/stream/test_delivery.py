@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from itertools import pairwise
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from stream.chaos import DEFECTS, Burst, Chaos, Duplicates, LabelNoise, Malformed, Reorder, Stall
+from stream.chaos import DEFECTS, Burst, Chaos, Duplicates, LabelNoise, Malformed, Poison, Reorder, Stall
 from stream.delivery import Delivery
 from stream.events import TaskStream
 from stream.ingest import DEAD_LETTER_REASONS, DeadLetter, Ingest
@@ -128,3 +129,18 @@ def test_a_timed_fault_needs_a_paced_stream() -> None:
         StreamSpec(rate=None, chaos=[{"kind": "stall", "at": 3, "seconds": 1.0}])
     with pytest.raises(ValidationError, match="kind"):
         StreamSpec(chaos=[{"kind": "meteor", "at": 3}])
+
+
+def test_poison_injects_wrongly_labelled_samples_of_an_old_task() -> None:
+    bound = CLEAN.task_bounds()[0][1]
+    d = Delivery(CLEAN, [Poison(at=bound + 10, events=30, task=0)], seed=0)
+    recs = _records(d)
+    bad = [r for r in recs if "-poison-" in r["id"]]
+    assert len(bad) == 30 and len(recs) == N + 30
+    train = TASKS[0].train
+    for r in bad:  # a real task-0 sample, with a label it does not have
+        row = int(np.flatnonzero((train.x == np.asarray(r["x"], dtype=np.float32)).all(axis=1))[0])
+        assert r["task"] == 1 and r["y"] != int(train.y[row])  # it poses as the live task
+    assert d.clean_ids() == {e.id for e in CLEAN.events()}  # poison is not part of the clean stream
+    with pytest.raises(ValueError, match="has not ended"):
+        Delivery(CLEAN, [Poison(at=5, events=3, task=0)], seed=0)
