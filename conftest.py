@@ -15,7 +15,9 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -59,6 +61,22 @@ def ray_cluster() -> Iterator[None]:
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+@contextmanager
+def deployed(scenario: Any, first: Snapshot, **stack: Any) -> Iterator[Any]:
+    """A ServingStack (registry + Serve app, no learner) serving ``first`` as version 1, torn down after."""
+    from deploy.runner import ServingStack, get, wait_until
+
+    st = ServingStack(scenario, **stack)
+    registry = st.start_registry()
+    assert get(registry.publish.remote(first)).version == 1
+    st.start_serve()
+    assert wait_until(st.replicas_current, 60, "replicas")
+    try:
+        yield st
+    finally:
+        st.stop()
 
 
 def free_port() -> int:

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 
-from deploy.runner import ServingStack, get, wait_until
+from conftest import deployed
+from deploy.runner import ServingStack, get
 from deploy.scenario import Scenario, load_scenario
 from learner.snapshot import Snapshot
 
@@ -33,15 +34,9 @@ def _scenario() -> Scenario:
 
 @pytest.fixture(scope="module")
 def stack(ray_cluster: None, gate_snapshots: dict[str, Snapshot]) -> Iterator[ServingStack]:
-    st = ServingStack(_scenario(), admin_token=TOKEN, app_name="fuzz", route_prefix=PREFIX)
-    registry = st.start_registry()
-    assert get(registry.publish.remote(gate_snapshots["task0"])).version == 1
-    st.start_serve()
-    assert wait_until(st.replicas_current, 60, "replicas")
-    try:
+    first = gate_snapshots["task0"]
+    with deployed(_scenario(), first, admin_token=TOKEN, app_name="fuzz", route_prefix=PREFIX) as st:
         yield st
-    finally:
-        st.stop()
 
 
 def _fuzz(headers: dict[str, str]) -> dict[str, int]:

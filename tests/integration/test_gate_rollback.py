@@ -17,6 +17,7 @@ import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import deployed
 from deploy.load import LoadGenerator
 from deploy.runner import NAMESPACE, ServingStack, get, wait_until
 from deploy.scenario import Scenario, load_scenario
@@ -50,15 +51,10 @@ def snaps(gate_snapshots: dict[str, Snapshot]) -> dict[str, Snapshot]:
 
 @pytest.fixture
 def stack(ray_cluster: None, snaps: dict[str, Snapshot]) -> Iterator[ServingStack]:
-    st = ServingStack(_scenario(), admin_token=TOKEN, app_name="gated", route_prefix=PREFIX)
-    registry = st.start_registry()
-    assert get(registry.publish.remote(snaps["task0"])).version == 1
-    st.start_serve()
-    assert wait_until(st.replicas_current, 60, "replicas")
-    try:
+    with deployed(
+        _scenario(), snaps["task0"], admin_token=TOKEN, app_name="gated", route_prefix=PREFIX
+    ) as st:
         yield st
-    finally:
-        st.stop()
 
 
 def _load(rps: float = 40.0) -> LoadGenerator:
