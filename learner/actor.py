@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -52,12 +53,8 @@ class LearnerActor:
         self.checkpoints = 0
         self.resumed_from: int | None = None  # stream position restored at the last restart
         restored = self._restore()
-        loop = self.loop  # counters continue from the checkpoint: the evaluator has seen those
-        self._reported_samples = loop.trainer.samples
-        self._reported_drifts = len(loop.drifts)
-        self._reported_duplicates = loop.duplicates
-        self._reported_dead: dict[str, int] = dict(getattr(loop.stream, "dead_letter_counts", {}))
-        self._reported_chaos = len(loop.chaos_seen)
+        # Counts continue from the checkpoint: the evaluator has seen those.
+        self._reported, self._reported_dead = self._totals()
         self._report_lock = threading.Lock()
         self._final_sent = False
         self._thread = threading.Thread(target=self._run, name="olsim-learner", daemon=True)
@@ -120,7 +117,7 @@ class LearnerActor:
         loop, src = self.loop, self.loop.stream
         expected = src.clean_ids(loop.offset)
         trained = set(loop.ledger)
-        dead = getattr(src, "dead_letter_counts", {})
+        dead = src.dead_letter_counts
         return {
             "records": len(src),
             "consumed": loop.offset,
@@ -132,7 +129,7 @@ class LearnerActor:
             "duplicates_skipped": loop.duplicates,
             "dead_lettered": sum(dead.values()),
             "dead_letters": dict(dead),
-            "dead_letter_examples": [asdict(d) for d in getattr(src, "dead_letters", [])[:20]],
+            "dead_letter_examples": [asdict(d) for d in src.dead_letters[:20]],
             "learner_restarts": self.restarts,
             "checkpoints": self.checkpoints,
             "chaos": [{"at": at, "kind": kind, "position": pos} for at, kind, pos in loop.chaos_seen],
@@ -178,29 +175,30 @@ class LearnerActor:
             self._final_sent = final
             self._send(final)
 
+    def _totals(self) -> tuple[Counter[str], Counter[str]]:
+        """The loop's cumulative counts and dead letters by reason (the training thread keeps adding)."""
+        loop = self.loop
+        counts = Counter(
+            samples=loop.trainer.samples,
+            drifts=len(loop.drifts),
+            duplicates=loop.duplicates,
+            chaos=len(loop.chaos_seen),
+        )
+        return counts, Counter(dict(loop.stream.dead_letter_counts))  # dict(): one atomic copy
+
     def _send(self, final: bool) -> None:
         loop = self.loop
-        samples = loop.trainer.samples  # read once: the training thread keeps adding
-        n, self._reported_samples = samples - self._reported_samples, samples
-        drifts = len(loop.drifts)
-        d, self._reported_drifts = drifts - self._reported_drifts, drifts
-        dups = loop.duplicates
-        dup, self._reported_duplicates = dups - self._reported_duplicates, dups
-        dead_now = dict(getattr(loop.stream, "dead_letter_counts", {}))
-        dead = {
-            k: v - self._reported_dead.get(k, 0)
-            for k, v in dead_now.items()
-            if v > self._reported_dead.get(k, 0)
-        }
-        self._reported_dead = dead_now
-        seen = list(loop.chaos_seen)
-        chaos, self._reported_chaos = tuple(k for _, k, _ in seen[self._reported_chaos :]), len(seen)
+        counts, dead_now = self._totals()
+        new, dead = counts - self._reported, dead_now - self._reported_dead  # what is new since the last
+        chaos = tuple(k for _, k, _ in loop.chaos_seen[self._reported["chaos"] : counts["chaos"]])
+        self._reported, self._reported_dead = counts, dead_now
+        n = new["samples"]
         stats = LearnerStats(
             samples=n,
-            events={"trained": n, "duplicate": dup, "dead_letter": sum(dead.values())},
-            dead_letters=dead,
+            events={"trained": n, "duplicate": new["duplicates"], "dead_letter": dead.total()},
+            dead_letters=dict(dead),
             chaos=chaos,
-            drifts=d,
+            drifts=new["drifts"],
             prequential_accuracy=loop.prequential(),
             loss=loop.recent_loss(),
             memory=loop.trainer.strategy.memory_fill(),

@@ -24,7 +24,6 @@ from learner.model import build_model
 from learner.snapshot import Snapshot
 from learner.strategies import make_strategy
 from learner.trainer import Trainer
-from stream.delivery import Delivery
 from stream.events import Batch
 from stream.ingest import DeadLetter
 from stream.spec import Source
@@ -99,8 +98,8 @@ class LearnerLoop:
             "ledger": dict(self.ledger),
             "duplicates": self.duplicates,
             "chaos_seen": list(self.chaos_seen),
-            "dead_letters": dict(getattr(src, "dead_letter_counts", {})),
-            "dead_letter_examples": [(d.id, d.reason, d.detail) for d in getattr(src, "dead_letters", [])],
+            "dead_letters": dict(src.dead_letter_counts),
+            "dead_letter_examples": [(d.id, d.reason, d.detail) for d in src.dead_letters],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -118,9 +117,8 @@ class LearnerLoop:
         self.ledger = dict(state["ledger"])
         self.duplicates = int(state["duplicates"])
         self.chaos_seen = [tuple(c) for c in state["chaos_seen"]]
-        if isinstance(self.stream, Delivery):
-            self.stream.dead_letter_counts = Counter(state["dead_letters"])
-            self.stream.dead_letters = [DeadLetter(*d) for d in state["dead_letter_examples"]]
+        self.stream.dead_letter_counts = Counter(state["dead_letters"])
+        self.stream.dead_letters = [DeadLetter(*d) for d in state["dead_letter_examples"]]
 
     def prequential(self) -> float | None:
         recent = list(self.recent)  # one atomic copy: a reporter thread may call this mid-training

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stream.tasks import Task
+
+if TYPE_CHECKING:
+    from stream.ingest import DeadLetter
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,9 @@ class TaskStream:
         self.rate = rate
         sizes = [len(t.train) * epochs for t in self.tasks]
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        # The same dead-letter store a Delivery has; a clean stream never refuses a record.
+        self.dead_letter_counts: Counter[str] = Counter()
+        self.dead_letters: list[DeadLetter] = []
 
     def __len__(self) -> int:
         return int(self._starts[-1])

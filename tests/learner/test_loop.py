@@ -117,7 +117,7 @@ def test_malformed_records_are_dead_lettered_and_training_goes_on() -> None:
     loop = _chaotic(
         [{"kind": "malformed", "at": 50, "count": 12}, {"kind": "malformed", "at": 2500, "count": 6}]
     )
-    assert sum(loop.stream.dead_letter_counts.values()) == 18  # type: ignore[union-attr]
+    assert sum(loop.stream.dead_letter_counts.values()) == 18
     assert set(loop.ledger) == loop.stream.clean_ids() and loop.offset == len(loop.stream)
     assert [k for _, k, _ in loop.chaos_seen] == ["malformed", "malformed"]
 
@@ -186,6 +186,6 @@ def test_a_learner_resumed_from_its_checkpoint_ends_exactly_where_an_uninterrupt
     assert second.ledger == ref.ledger and set(second.ledger.values()) == {1}
     assert second.tasks_done == ref.tasks_done == [0, 1, 2]
     assert second.duplicates == ref.duplicates and second.trainer.steps == ref.trainer.steps
-    assert second.stream.dead_letter_counts == ref.stream.dead_letter_counts  # type: ignore[union-attr]
+    assert second.stream.dead_letter_counts == ref.stream.dead_letter_counts
     for a, b in zip(second.trainer.model.parameters(), ref.trainer.model.parameters(), strict=True):
         assert torch.equal(a, b)
