@@ -8,7 +8,6 @@ sys.path, where tests/deploy, tests/learner, ... shadow the real packages of the
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
@@ -23,12 +22,12 @@ import numpy as np
 import pytest
 import torch
 
+from deploy.runner import keep_ray_on_loopback
 from learner.model import ModelSpec, build_model
 from learner.snapshot import Snapshot
 from stream.tasks import Task, build_tasks
 
-# The session's Ray binds to loopback like `olsim run` does (read when ray is first imported).
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+keep_ray_on_loopback()  # the session's Ray binds to loopback like `olsim run`'s (before ray is imported)
 
 Train = Callable[[torch.nn.Module, list[Task]], torch.nn.Module]
 PageCheck = Callable[[Path], dict[str, int]]

@@ -12,6 +12,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from deploy.bench import write_section
+from deploy.expect import gate_rejections
 from deploy.runner import RunOptions, connect_ray, run
 from deploy.scenario import builtin_names, load_scenario
 
@@ -23,13 +25,13 @@ END = "<!-- olsim bench reliability: end -->"
 
 def chaos_scenarios() -> list[str]:
     """Built-in scenarios with delivery chaos or process faults."""
-    return [n for n in builtin_names() if load_scenario(n).stream.chaos or load_scenario(n).faults]
+    scenarios = {n: load_scenario(n) for n in builtin_names()}
+    return [n for n, s in scenarios.items() if s.stream.chaos or s.faults]
 
 
 def row(name: str, report: dict[str, Any]) -> dict[str, Any]:
     st, req = report["stream"], report.get("requests") or {}
     recoveries = [f["recovered_after_s"] for f in report.get("faults", [])]
-    rejected = sum(n for k, n in report["gate"]["counts"].items() if k.startswith("rejected/"))
     return {
         "scenario": name,
         "records": st["records"],
@@ -42,7 +44,7 @@ def row(name: str, report: dict[str, Any]) -> dict[str, Any]:
         "failed_requests": req.get("errors"),
         "requests": req.get("count"),
         "recovery_s": recoveries,
-        "rejected": rejected,
+        "rejected": gate_rejections(report),
         "candidates": report["gate"]["candidates"],
         "outcomes_ok": all(e["ok"] for e in report["expectations"]),
         "failed_outcomes": [e["name"] for e in report["expectations"] if not e["ok"]],
@@ -91,11 +93,4 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
 
 
 def write(rows: list[dict[str, Any]], path: Path, command: str) -> None:
-    section = render(rows, command)
-    text = path.read_text() if path.exists() else ""
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + ("\n\n" if text else "") + section + "\n"
-    path.write_text(text)
+    write_section(path, render(rows, command), title="Measured (`olsim bench reliability`)")

@@ -393,9 +393,9 @@ def main(out: Path = OUT, doc: Path = DOC) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for d in DASHBOARDS:
         (out / f"{d.uid.removeprefix('olsim-')}.json").write_text(render(d))
-    text = doc.read_text()
-    head, rest = text.split(DOC_START, 1)
-    doc.write_text(head + markdown() + rest.split(DOC_END, 1)[1])
+    from deploy.bench import write_section
+
+    write_section(doc, markdown(), title="Dashboards")
     sys.stdout.write(f"{len(DASHBOARDS)} dashboards written to {out}, panel list to {doc}\n")
 
 

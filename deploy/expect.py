@@ -66,6 +66,12 @@ def served_old_task_drops(r: dict[str, Any]) -> list[float]:
     return drops
 
 
+def gate_rejections(r: dict[str, Any]) -> int:
+    """Candidates the promotion gate rejected, for any reason."""
+    counts = (r.get("gate") or {}).get("counts", {})
+    return sum(n for k, n in counts.items() if k.startswith("rejected/"))
+
+
 def _recoveries(r: dict[str, Any]) -> list[float]:
     return [f["recovered_after_s"] for f in r.get("faults", []) if f["recovered_after_s"] is not None]
 
@@ -83,16 +89,14 @@ VALUES: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "chaos_events": lambda r: len(r.get("chaos") or []),
     "failed_requests": _failed_requests,
     "learner_restarts": _stream("learner_restarts"),
-    "faults_recovered": lambda r: sum(1 for f in r.get("faults", []) if f["recovered_after_s"] is not None),
+    "faults_recovered": lambda r: len(_recoveries(r)),
     "max_recovery_s": lambda r: max(_recoveries(r), default=None),
     "failed_beyond_in_flight": lambda r: sum(
         max(0, f["failed"] - f["in_flight"]) for f in r.get("faults", []) if "failed" in f
     ),
     "versions_published": lambda r: r.get("versions_published"),
     "max_served_old_task_drop": lambda r: max(served_old_task_drops(r), default=0.0),
-    "gate_rejections": lambda r: sum(
-        n for k, n in (r.get("gate") or {}).get("counts", {}).items() if k.startswith("rejected/")
-    ),
+    "gate_rejections": gate_rejections,
     "injected_trained": _stream("injected_trained"),
     "acc": lambda r: r.get("acc"),
 }

@@ -42,14 +42,13 @@ class Kill(BaseModel):
 class Injector:
     """Fires due faults as the learner's progress passes them; times each recovery.
 
-    ``learner`` is the learner actor, ``registry`` the registry actor and ``app`` the Serve
-    application name (set by the runner once they exist).
+    ``learner`` is the learner actor and ``stack`` the run's ServingStack (set by the runner once
+    they exist).
     """
 
     faults: list[Kill]
     learner: Any = None
-    registry: Any = None
-    app: str = ""
+    stack: Any = None
     done: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -89,14 +88,11 @@ class Injector:
         if f.target == "learner":
             ray.kill(self.learner, no_restart=False)
             return {"restarts_before": progress["restarts"]}
-        prefix = f"SERVE_REPLICA::{self.app}#"
-        names = sorted(
-            a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix)
-        )
-        if not names:
-            raise RuntimeError(f"no replica of application {self.app!r} to kill")
-        before = sorted(name.rsplit("#", 1)[1] for name in names)  # Serve's replica ids = olsim's
-        ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
+        live = self.stack.live_replicas()
+        if not live:
+            raise RuntimeError(f"no replica of application {self.stack.app_name!r} to kill")
+        before = sorted(live)
+        ray.kill(ray.get_actor(live[before[0]], namespace="serve"), no_restart=True)
         return {"replica": before[0], "replicas_before": before}
 
     def _recovered(self, row: dict[str, Any], p: dict[str, Any]) -> bool:
@@ -105,8 +101,9 @@ class Injector:
         if row["target"] == "learner":  # restarted since the kill, and past where it resumed
             moved = p["resumed_from"] is not None and p["offset"] > p["resumed_from"]
             return bool(p["restarts"] > row["restarts_before"] and (p["done"] or moved))
-        generation = ray.get(self.registry.state.remote())["generation"]
-        acked = ray.get(self.registry.replica_generations.remote())
+        registry = self.stack.registry
+        generation = ray.get(registry.state.remote())["generation"]
+        acked = ray.get(registry.replica_generations.remote())
         new = [r for r, g in acked.items() if r not in row["replicas_before"] and g >= generation]
         if not new:
             return False

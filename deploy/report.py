@@ -19,6 +19,11 @@ def _fmt(v: float | None, signed: bool = False) -> str:
     return f"{v:+.3f}" if signed else f"{v:.3f}"
 
 
+def _counts(counts: dict[str, int]) -> str:
+    """``{"b": 2, "a": 1}`` -> ``"a 1, b 2"`` (``"none"`` when empty)."""
+    return ", ".join(f"{k} {n}" for k, n in sorted(counts.items())) or "none"
+
+
 def accuracy_table(report: dict[str, Any]) -> str:
     """The accuracy matrix R[i][j] (rows: after training task i; columns: test accuracy on task j).
 
@@ -51,7 +56,7 @@ def render_text(report: dict[str, Any]) -> str:
     ]
     gate = report.get("gate")
     if gate:
-        counts = ", ".join(f"{k} {n}" for k, n in sorted(gate["counts"].items())) or "none"
+        counts = _counts(gate["counts"])
         lines.append(
             f"gate {gate['mode']} (forgetting budget {gate['forgetting_budget']:.2f})   "
             f"candidates {gate['candidates']}: {counts}   served version {report.get('served_version')}"
@@ -64,7 +69,7 @@ def render_text(report: dict[str, Any]) -> str:
         )
     st = report.get("stream")
     if st:
-        dead = ", ".join(f"{k} {n}" for k, n in sorted(st["dead_letters"].items())) or "none"
+        dead = _counts(st["dead_letters"])
         lines.append(
             f"stream {st['consumed']}/{st['records']} records   events trained {st['events_trained']}"
             f"/{st['events_expected']}   lost {st['events_lost']}   "
@@ -272,7 +277,7 @@ def render_html(report: dict[str, Any], images: list[tuple[str, str]]) -> str:
     ]
     gate = report.get("gate")
     if gate:
-        counts = ", ".join(f"{k} {n}" for k, n in sorted(gate["counts"].items())) or "none"
+        counts = _counts(gate["counts"])
         rows.append(("gate", f"{gate['mode']}, budget {gate['forgetting_budget']:.2f}: {counts}"))
     if report.get("rollbacks"):
         rows.append(("rollbacks", str(len(report["rollbacks"]))))

@@ -237,13 +237,14 @@ class ServingStack:
         )
         serve.run(app, name=self.app_name, route_prefix=self.route_prefix)
 
-    def live_replicas(self) -> set[str]:
-        """Ids of the replicas Serve is running now (killed ones' acknowledgements stay in the registry)."""
+    def live_replicas(self) -> dict[str, str]:
+        """Replicas Serve is running now, id -> actor name (in Serve's namespace). Serve's replica id is
+        the one replicas acknowledge with; killed ones' acknowledgements stay in the registry."""
         import ray
 
         prefix = f"SERVE_REPLICA::{self.app_name}#"
         actors = ray.util.list_named_actors(all_namespaces=True)
-        return {a["name"].rsplit("#", 1)[1] for a in actors if a["name"].startswith(prefix)}
+        return {a["name"].rsplit("#", 1)[1]: a["name"] for a in actors if a["name"].startswith(prefix)}
 
     def replicas_current(self) -> bool:
         """Every live replica serves the registry's current generation."""
@@ -311,11 +312,7 @@ class Run:
             LearnerActor, num_cpus=0, max_concurrency=4, max_restarts=-1, max_task_retries=-1
         ).remote(s.stream, s.learner, s.seed, registry, self.evaluator, str(ckpt.resolve()))
         get(self.learner.start.remote())
-        self.faults.learner, self.faults.registry, self.faults.app = (
-            self.learner,
-            registry,
-            self.stack.app_name,
-        )
+        self.faults.learner, self.faults.stack = self.learner, self.stack
         log.info(
             "run started run_id=%s metrics=%s:%d serve=%s:%d gate=%s",
             self.run_id,

@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
+from deploy.bench_reliability import chaos_scenarios
 from deploy.cli import EXPECTATION_FAILED, expectations_exit
 from deploy.expect import Bound, Expectations, check
-from deploy.scenario import ScenarioError, builtin_names, load_scenario, parse_scenario
+from deploy.scenario import ScenarioError, load_scenario, parse_scenario
 
 REPORT = {
     "stream": {"events_lost": 0, "events_trained_twice": 0, "duplicates_skipped": 609, "dead_lettered": 90},
@@ -66,9 +67,7 @@ def test_unknown_expectation_is_a_scenario_error() -> None:
         parse_scenario("name: x\nexpect:\n  events_gone: {max: 0}\n", "x.yaml")
 
 
-@pytest.mark.parametrize(
-    "name", [n for n in builtin_names() if load_scenario(n).stream.chaos or load_scenario(n).faults]
-)
+@pytest.mark.parametrize("name", chaos_scenarios())
 def test_every_chaos_scenario_promises_no_loss_and_no_double_training(name: str) -> None:
     s = load_scenario(name)
     assert s.expect.events_lost is not None and s.expect.events_lost.max == 0

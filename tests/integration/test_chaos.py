@@ -16,11 +16,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from deploy.bench_reliability import chaos_scenarios
 from deploy.expect import served_old_task_drops
 from deploy.runner import RunOptions, run
-from deploy.scenario import builtin_names, load_scenario
+from deploy.scenario import load_scenario
 
-CHAOS = [n for n in builtin_names() if load_scenario(n).stream.chaos or load_scenario(n).faults]
+CHAOS = chaos_scenarios()
 
 
 def _metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
