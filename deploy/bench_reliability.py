@@ -46,6 +46,8 @@ def row(name: str, report: dict[str, Any]) -> dict[str, Any]:
         "recovery_s": recoveries,
         "rejected": gate_rejections(report),
         "candidates": report["gate"]["candidates"],
+        "versions": report["versions"]["latest"],
+        "versions_lost": report["versions"]["lost"],
         "outcomes_ok": all(e["ok"] for e in report["expectations"]),
         "failed_outcomes": [e["name"] for e in report["expectations"] if not e["ok"]],
     }
@@ -77,8 +79,9 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         f"Command: `{command}` (each scenario's own seed, rate and faults; 2-core machine).",
         "",
         "| scenario | records in | events trained / expected | lost | trained twice | duplicates skipped "
-        "| dead-lettered | failed requests / sent | recovery s | rejected / candidates | outcomes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dead-lettered | failed requests / sent | recovery s | rejected / candidates "
+        "| versions lost / published | outcomes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ok = "all hold" if r["outcomes_ok"] else "FAILED: " + ", ".join(r["failed_outcomes"])
@@ -86,7 +89,7 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
             f"| {r['scenario']} | {r['records']} | {r['trained']} / {r['expected']} | {r['lost']} "
             f"| {r['trained_twice']} | {r['duplicates_skipped']} | {r['dead_lettered']} "
             f"| {r['failed_requests']} / {r['requests']} | {rec(r)} "
-            f"| {r['rejected']} / {r['candidates']} | {ok} |"
+            f"| {r['rejected']} / {r['candidates']} | {r['versions_lost']} / {r['versions']} | {ok} |"
         )
     lines.append(END)
     return "\n".join(lines)

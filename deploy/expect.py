@@ -99,6 +99,8 @@ VALUES: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "gate_rejections": gate_rejections,
     "injected_trained": _stream("injected_trained"),
     "acc": lambda r: r.get("acc"),
+    "versions_lost": lambda r: (r.get("versions") or {}).get("lost"),
+    "versions_unscored": lambda r: (r.get("versions") or {}).get("unscored"),
 }
 
 
@@ -124,6 +126,8 @@ class Expectations(BaseModel):
     gate_rejections: Bound | None = None
     injected_trained: Bound | None = None  # well-formed foreign records (poison) that were trained
     acc: Bound | None = None
+    versions_lost: Bound | None = None  # versions accepted (and still retained) the registry no longer has
+    versions_unscored: Bound | None = None  # versions the registry holds that the evaluator never scored
 
 
 def check(expect: Expectations, report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,6 +9,14 @@ same at any rate: the runner kills the target once the learner has consumed that
 - ``replica``: one Serve replica's process dies; Serve's controller starts a replacement, which loads
   the served version before it takes traffic. Recovered when a new replica has acknowledged the
   current version.
+- ``registry``: the registry actor's process dies; Ray restarts it and it replays its journal
+  (``DIR/registry``). Replicas' long polls, acknowledgements and the learner's publication in flight
+  are retried by Ray against the new process. Recovered when the new process answers with every
+  version it had, every live replica serves its current generation, and a candidate has been judged
+  since (or the stream ended).
+- ``evaluator``: the evaluator actor's process dies; Ray restarts it and it rebuilds its scores and
+  metrics from the registry before it reopens the scrape endpoint (same port). Recovered when the new
+  process has scored every version that existed at the kill.
 
 Faults fire one at a time: the next waits (past its position if need be) until the last recovered.
 
@@ -34,7 +42,7 @@ class Kill(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["kill"] = "kill"
-    target: Literal["learner", "replica"]
+    target: Literal["learner", "replica", "registry", "evaluator"]
     at: int = Field(ge=0, description="stream position (records consumed) at which to kill")
 
 
@@ -42,12 +50,13 @@ class Kill(BaseModel):
 class Injector:
     """Fires due faults as the learner's progress passes them; times each recovery.
 
-    ``learner`` is the learner actor and ``stack`` the run's ServingStack (set by the runner once
-    they exist).
+    ``learner``/``evaluator`` are those actors and ``stack`` the run's ServingStack (set by the
+    runner once they exist).
     """
 
     faults: list[Kill]
     learner: Any = None
+    evaluator: Any = None
     stack: Any = None
     done: list[dict[str, Any]] = field(default_factory=list)
 
@@ -88,6 +97,21 @@ class Injector:
         if f.target == "learner":
             ray.kill(self.learner, no_restart=False)
             return {"restarts_before": progress["restarts"]}
+        if f.target == "registry":
+            registry = self.stack.registry
+            state = ray.get(registry.state.remote())
+            decisions = len(ray.get(registry.decisions.remote()))
+            ray.kill(registry, no_restart=False)
+            return {
+                "boot_before": state["boot"],
+                "latest_before": state["latest"],
+                "decisions_before": decisions,
+            }
+        if f.target == "evaluator":
+            status = ray.get(self.evaluator.status.remote())
+            latest = ray.get(self.stack.registry.state.remote())["latest"]
+            ray.kill(self.evaluator, no_restart=False)
+            return {"boot_before": status["boot"], "latest_before": latest}
         live = self.stack.live_replicas()
         if not live:
             raise RuntimeError(f"no replica of application {self.stack.app_name!r} to kill")
@@ -102,6 +126,14 @@ class Injector:
             moved = p["resumed_from"] is not None and p["offset"] > p["resumed_from"]
             return bool(p["restarts"] > row["restarts_before"] and (p["done"] or moved))
         registry = self.stack.registry
+        if row["target"] == "evaluator":  # a new process that has scored everything there was
+            status = ray.get(self.evaluator.status.remote())
+            return bool(status["boot"] != row["boot_before"] and status["evaluated"] >= row["latest_before"])
+        if row["target"] == "registry":
+            state = ray.get(registry.state.remote())
+            judged = len(ray.get(registry.decisions.remote())) > row["decisions_before"] or p["done"]
+            back = state["boot"] != row["boot_before"] and state["latest"] >= row["latest_before"]
+            return bool(back and judged and self.stack.replicas_current())
         generation = ray.get(registry.state.remote())["generation"]
         acked = ray.get(registry.replica_generations.remote())
         new = [r for r, g in acked.items() if r not in row["replicas_before"] and g >= generation]

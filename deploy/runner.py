@@ -211,15 +211,27 @@ class ServingStack:
     registry: Any = None
     registry_name: str = field(default_factory=lambda: f"olsim-registry-{uuid.uuid4().hex[:8]}")
 
-    def start_registry(self) -> Any:
-        from learner.gate import Gate
-        from serving.registry import RegistryActor
+    def start_registry(self, store: Path | None = None) -> Any:
+        """Start the registry actor; with a ``store`` directory it is durable and Ray restarts it
+        (from that journal) if its process dies. A new run starts with an empty ``store``."""
+        import shutil
+
+        from serving.registry import GateSource, RegistryActor
 
         s = self.scenario
-        gate = Gate(s.stream.build_tasks(s.seed), s.learner.model, s.gate) if self.gate else None
+        gate = GateSource(s.stream, s.seed, s.learner.model, s.gate) if self.gate else None
+        restart: dict[str, Any] = {}
+        if store is not None:
+            shutil.rmtree(store, ignore_errors=True)
+            restart = {"max_restarts": -1, "max_task_retries": -1}
         self.registry = _actor(
-            RegistryActor, name=self.registry_name, namespace=NAMESPACE, num_cpus=0, max_concurrency=1000
-        ).remote(gate=gate)
+            RegistryActor,
+            name=self.registry_name,
+            namespace=NAMESPACE,
+            num_cpus=0,
+            max_concurrency=1000,
+            **restart,
+        ).remote(gate=gate, store=None if store is None else str(store.resolve()))
         return self.registry
 
     def start_serve(self, user_config: dict[str, int] | None = None) -> None:
@@ -288,13 +300,25 @@ class Run:
         self.faults = Injector(list(scenario.faults))
 
     def start(self) -> None:
+        import shutil
+
         from learner.actor import LearnerActor
         from learner.evaluator_actor import EvaluatorActor
 
         s, opts = self.scenario, self.opts
-        registry = self.stack.start_registry()
-        self.evaluator = _actor(EvaluatorActor, num_cpus=0, max_concurrency=8).remote(
-            s.stream, s.seed, registry, opts.metrics_host, opts.metrics_port, s.gate.rollback_floor
+        registry = self.stack.start_registry(opts.report_dir / "registry")
+        evaluator_state = opts.report_dir / "evaluator"
+        shutil.rmtree(evaluator_state, ignore_errors=True)  # a restarted evaluator reads it; a new run not
+        self.evaluator = _actor(
+            EvaluatorActor, num_cpus=0, max_concurrency=8, max_restarts=-1, max_task_retries=-1
+        ).remote(
+            s.stream,
+            s.seed,
+            registry,
+            opts.metrics_host,
+            opts.metrics_port,
+            s.gate.rollback_floor,
+            str(evaluator_state.resolve()),
         )
         try:
             self.metrics_port = get(self.evaluator.port.remote())
@@ -312,7 +336,11 @@ class Run:
             LearnerActor, num_cpus=0, max_concurrency=4, max_restarts=-1, max_task_retries=-1
         ).remote(s.stream, s.learner, s.seed, registry, self.evaluator, str(ckpt.resolve()))
         get(self.learner.start.remote())
-        self.faults.learner, self.faults.stack = self.learner, self.stack
+        self.faults.learner, self.faults.evaluator, self.faults.stack = (
+            self.learner,
+            self.evaluator,
+            self.stack,
+        )
         log.info(
             "run started run_id=%s metrics=%s:%d serve=%s:%d gate=%s",
             self.run_id,
@@ -442,6 +470,7 @@ class Run:
         if self.load is not None:
             for f in report["faults"]:
                 f |= requests_around(f, report["requests"]["samples"])
+        report["versions"] = version_audit(state, get(registry.history.remote()), p, swaps, ev["timeline"])
         report["expectations"] = check(s.expect, report)
         return report
 
@@ -487,6 +516,37 @@ class Run:
                 ray.kill(a)
         if self.prometheus is not None:
             self.prometheus.stop()
+
+
+def version_audit(
+    state: dict[str, Any],
+    history: list[dict[str, Any]],
+    progress: dict[str, Any],
+    swaps: list[Any],
+    timeline: list[dict[str, Any]],
+) -> dict[str, int]:
+    """Versions the registry should hold against what it holds, and what the evaluator scored.
+
+    A version is *lost* when the learner was told it was accepted, a replica served it, or the
+    evaluator scored it (or its number is below the newest), retention would still keep it, and
+    the registry no longer has it; *unscored* when the registry has it and the evaluator has no
+    score for it.
+
+    >>> held = [{"version": 1}, {"version": 3}]
+    >>> version_audit({"latest": 3, "keep": 10}, held, {"versions": [1, 2, 3]}, [], [{"version": 1}])
+    {'latest': 3, 'retained': 2, 'lost': 1, 'unscored': 1}
+    """
+    held = {int(h["version"]) for h in history}
+    scored = {int(t["version"]) for t in timeline}
+    known = set(progress.get("versions", [])) | {s.version for s in swaps} | scored
+    latest = max([state["latest"], *known])
+    should = {n for n in range(1, latest + 1) if n > latest - state["keep"]}
+    return {
+        "latest": state["latest"],
+        "retained": len(held),
+        "lost": len(should - held),
+        "unscored": len(held - scored),
+    }
 
 
 def gate_summary(scenario: Scenario, decisions: list[Any]) -> dict[str, Any]:

@@ -58,11 +58,33 @@ def builtin_names() -> list[str]:
     return sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
-def _one_line(err: ValidationError) -> str:
+def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    r"""1-based line of the deepest YAML node on pydantic's error path ``loc``.
+
+    Path parts that name no node (a union's tag, a validator's label) are skipped.
+
+    >>> _line_of(yaml.compose("name: x\nstream:\n  chaos:\n    - {kind: burst, at: -1}\n"),
+    ...          ("stream", "chaos", 0, "burst", "at"))
+    4
+    """
+    node, line = root, None if root is None else root.start_mark.line + 1
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            child = node.value[part]
+        if child is not None:
+            node, line = child, child.start_mark.line + 1
+    return line
+
+
+def _one_line(err: ValidationError, root: yaml.Node | None = None) -> str:
     parts = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        parts.append(f"{loc}: {e['msg']}")
+        line = _line_of(root, e["loc"])
+        parts.append(f"{'' if line is None else f'line {line}: '}{loc}: {e['msg']}")
     return "; ".join(parts)
 
 
@@ -78,7 +100,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(f"{source}: {_one_line(exc)}") from None
+        raise ScenarioError(f"{source}: {_one_line(exc, yaml.compose(text))}") from None
 
 
 def load_scenario(name_or_path: str) -> Scenario:

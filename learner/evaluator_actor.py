@@ -1,10 +1,24 @@
-"""The evaluator as a Ray actor: follows the registry, scores every version, owns the scrape endpoint."""
+"""The evaluator as a Ray actor: follows the registry, scores every version, owns the scrape endpoint.
+
+Its state is derived from the registry (every retained version, decision, change and
+acknowledgement), so a restarted evaluator rebuilds it by following the registry again from the
+start, before it opens the scrape endpoint: gauges and the counters derived from the registry come
+back with the values they had (no reset for Prometheus to see). What cannot be derived, the scrape
+port and the untrained model's baseline accuracy, is kept in ``state_dir/evaluator.json``. The
+learner's counters (samples, dead letters, ...) are deltas the learner pushes; they restart from zero,
+which Prometheus' ``rate``/``increase`` read as an ordinary counter reset.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
+import time
+import uuid
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,13 +43,17 @@ class EvaluatorActor:
         host: str = "127.0.0.1",
         port: int = 9464,
         rollback_floor: float | None = None,
+        state_dir: str | None = None,
     ):
         torch.set_num_threads(1)
         self.registry = registry
         self.evaluator = Evaluator(stream.build_tasks(seed))
         self.rollback_floor = rollback_floor
         self.telemetry = Telemetry()
-        self.bound_port = self.telemetry.serve(host, port)
+        self.boot = uuid.uuid4().hex
+        self.state_path = None if state_dir is None else Path(state_dir) / "evaluator.json"
+        saved = self._load_state()
+        self.restored = saved is not None
         self._lock = threading.Lock()
         self._last = 0  # newest version scored
         self._served = 0  # version the registry serves, as far as the evaluator has followed
@@ -47,6 +65,15 @@ class EvaluatorActor:
         self._floor_alarmed: set[int] = set()
         self.auto_rollbacks: list[dict[str, Any]] = []
         self._stop = threading.Event()
+        if saved is not None:  # Ray restarted this actor: rebuild from the registry, then serve
+            port = int(saved["port"])
+            self.evaluator.baseline, self.evaluator.baseline_task_il = (
+                saved["baseline"],
+                saved["baseline_task_il"],
+            )
+            self._catch_up()
+        self.bound_port = self.telemetry.serve(host, port)
+        self._save_state()
         self._thread = threading.Thread(target=self._follow, name="olsim-evaluator", daemon=True)
         self._thread.start()
         log.info("metrics endpoint host=%s port=%d", host, self.bound_port)
@@ -58,6 +85,11 @@ class EvaluatorActor:
     def set_baseline(self, snapshot: Snapshot) -> None:
         with self._lock:
             self.evaluator.set_baseline(snapshot)
+        self._save_state()
+
+    def status(self) -> dict[str, Any]:
+        """Which process this is (``boot`` changes on every restart) and the newest version scored."""
+        return {"boot": self.boot, "restored": self.restored, "evaluated": self._last}
 
     def record_learner(self, stats: LearnerStats) -> None:
         self.telemetry.record_learner(stats)
@@ -105,6 +137,42 @@ class EvaluatorActor:
         """Stop following the registry (before the registry goes away)."""
         self._stop.set()
         self._thread.join(timeout=5.0)
+
+    # -- restarts ---------------------------------------------------------------------------
+    def _load_state(self) -> dict[str, Any] | None:
+        if self.state_path is None or not self.state_path.exists():
+            return None
+        state: dict[str, Any] = json.loads(self.state_path.read_text())
+        return state
+
+    def _save_state(self) -> None:
+        if self.state_path is None:
+            return
+        ev = self.evaluator
+        state = {"port": self.bound_port, "baseline": ev.baseline, "baseline_task_il": ev.baseline_task_il}
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.state_path)
+
+    def _catch_up(self, timeout_s: float = 60.0) -> None:
+        """Follow the registry from its first record until caught up (or ``timeout_s``)."""
+        import ray
+
+        t0 = time.monotonic()
+        for c in ray.get(self.registry.changes.remote()):
+            if c.kind == "rollback" and c.trigger == "auto":  # the floor already acted on `previous`
+                self._floor_alarmed.add(c.previous)
+                self.auto_rollbacks.append(
+                    {"from": c.previous, "to": c.version, "ok": True, "detail": c.reason}
+                )
+        while not self.caught_up() and time.monotonic() - t0 < timeout_s:
+            self._step()
+        log.warning(
+            "evaluator restarted: rebuilt %d versions from the registry in %.2fs",
+            len(self.evaluator.results),
+            time.monotonic() - t0,
+        )
 
     # -- the follower loop ----------------------------------------------------------------
     def _follow(self) -> None:

@@ -8,7 +8,9 @@ receiver verify it got exactly what the learner exported.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,6 +64,36 @@ class Snapshot:
         return cls(
             spec=spec, tensors=tensors, checksum=_digest(tensors, extras), meta=dict(meta), extras=extras
         )
+
+    @property
+    def key(self) -> str:
+        """Identity of this candidate: its weights' checksum and its metadata. A publication retried
+        after a registry restart carries the same key, so it is not accepted twice."""
+        meta = json.dumps(self.meta, sort_keys=True)
+        return hashlib.sha256(f"{self.checksum}|{meta}".encode()).hexdigest()
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain arrays, numbers and strings (for :mod:`learner.checkpoint`; nothing pickled)."""
+        return {
+            "spec": self.spec.model_dump(),
+            "tensors": self.tensors,
+            "checksum": self.checksum,
+            "meta": self.meta,
+            "extras": self.extras,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Snapshot:
+        """The snapshot :meth:`to_state` described, checksum verified."""
+        snap = cls(
+            spec=ModelSpec.model_validate(state["spec"]),
+            tensors=dict(state["tensors"]),
+            checksum=str(state["checksum"]),
+            meta=dict(state["meta"]),
+            extras=dict(state["extras"]),
+        )
+        snap.verify()
+        return snap
 
     def verify(self) -> None:
         """Raise :class:`SnapshotError` if the tensors do not match the checksum."""

@@ -5,6 +5,11 @@ Plain asyncio; deploy runs :class:`RegistryActor` as a named Ray actor. Long-pol
 Serve's ``reconfigure``: a replica asks "has the served version changed since generation g?" and
 the call returns the moment it does (or after ``timeout`` with None).
 
+With a ``store`` directory the registry is durable (:mod:`serving.journal`): constructed again
+over the same directory, as Ray does when it restarts the actor, it comes back with its versions,
+served pointer, generation, gate decisions and acknowledgements, and a publication retried across
+the restart (same :attr:`Snapshot.key`) gets its first answer instead of a second version.
+
 Version numbers only grow; the *served* version is normally the newest accepted one, and a
 rollback points it at an older one. Every change of the served version bumps ``generation``,
 which is what replicas follow.
@@ -14,13 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from learner.gate import Decision, Gate
+from learner.gate import Decision, Gate, GateConfig
+from learner.model import ModelSpec
 from learner.priority import lower_thread_priority
 from learner.snapshot import Snapshot, SnapshotError
+from serving.journal import Journal
+from stream.spec import StreamSpec
 
 
 @dataclass(frozen=True)
@@ -107,12 +117,14 @@ class Registry:
     True
     """
 
-    def __init__(self, keep: int = 1000, gate: Gate | None = None) -> None:
+    def __init__(self, keep: int = 1000, gate: Gate | None = None, store: Path | None = None) -> None:
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
         self.keep = keep
         self.gate = gate
         self.paused = False
+        self.boot = uuid.uuid4().hex  # changes with every (re)start of the process holding the registry
+        self.restored = False  # came back from a journal
         self._versions: dict[int, Version] = {}
         self._latest = 0  # newest accepted version number
         self._current: Current | None = None
@@ -122,6 +134,42 @@ class Registry:
         self._changed: asyncio.Condition | None = None
         self._publishing: asyncio.Lock | None = None
         self._gate_thread: ThreadPoolExecutor | None = None  # one background thread, low CPU priority
+        self._answers: dict[str, PublishResult] = {}  # candidate key -> the answer it got
+        self.journal = None if store is None else Journal(store)
+        if self.journal is not None and self.journal.records():
+            self._restore(self.journal)
+
+    def _restore(self, journal: Journal) -> None:
+        """Replay the journal: versions retained, changes, decisions, acknowledgements, pause."""
+        meta: dict[int, tuple[float, tuple[float, ...] | None]] = {}
+        for rec in journal.records():
+            kind = rec["kind"]
+            if kind == "publish":
+                if rec["version"] is not None:
+                    v = rec["version"]
+                    meta[v["number"]] = (
+                        v["published_at"],
+                        None if v["scores"] is None else tuple(v["scores"]),
+                    )
+                    self._latest = v["number"]
+                for n in rec["dropped"]:
+                    meta.pop(n, None)
+                d = GateRecord(**rec["decision"])
+                self._decisions.append(d)
+                self._answers[rec["key"]] = PublishResult(d.version, d.reason, d.detail)
+            if rec.get("change") is not None:
+                self._changes.append(Change(**rec["change"]))
+            if kind == "paused":
+                self.paused = bool(rec["paused"])
+            elif kind == "swap":
+                self._swaps.append(Swap(**rec["swap"]))
+        for n, (at, scores) in meta.items():
+            self._versions[n] = Version(n, journal.load_version(n), at, scores)
+        journal.drop_versions(set(meta))
+        if self._changes:
+            last = self._changes[-1]
+            self._current = Current(last.generation, self._versions[last.version], last.at, last.kind)
+        self.restored = True
 
     def _cond(self) -> asyncio.Condition:
         if self._changed is None:  # created on first use, inside the running loop
@@ -141,30 +189,59 @@ class Registry:
         if self._publishing is None:
             self._publishing = asyncio.Lock()
         async with self._publishing:  # one candidate at a time: each is judged against what is served
+            key = snapshot.key
+            if key in self._answers:  # a retry (the registry restarted before it could answer)
+                return self._answers[key]
             decision = await self._judge(snapshot)
+            number = self._latest + 1 if decision.accepted else None
+            if number is not None and self.journal is not None:  # the weights are on disk first
+                await asyncio.get_running_loop().run_in_executor(
+                    None, self.journal.save_version, number, snapshot
+                )
             async with self._cond():
-                number = None
-                if decision.accepted:
-                    self._latest += 1
-                    number = self._latest
+                version, change, dropped = None, None, []
+                if number is not None:
+                    self._latest = number
                     version = Version(number, snapshot, time.time(), decision.scores)
                     self._versions[number] = version
-                    for old in [v for v in self._versions if v <= number - self.keep and v != self.served]:
+                    dropped = [v for v in self._versions if v <= number - self.keep and v != self.served]
+                    for old in dropped:
                         del self._versions[old]
-                    self._set_current(version, "publish", version.published_at)
-                self._decisions.append(
-                    GateRecord(
-                        time.time(),
-                        decision.accepted,
-                        decision.reason,
-                        decision.detail,
-                        number,
-                        self.served,
-                        dict(snapshot.meta),
-                        decision.old_drop,
-                    )
+                    change = self._set_current(version, "publish", version.published_at)
+                record = GateRecord(
+                    time.time(),
+                    decision.accepted,
+                    decision.reason,
+                    decision.detail,
+                    number,
+                    self.served,
+                    dict(snapshot.meta),
+                    decision.old_drop,
                 )
-                return PublishResult(number, decision.reason, decision.detail)
+                self._decisions.append(record)
+                result = self._answers[key] = PublishResult(number, decision.reason, decision.detail)
+                if self.journal is not None:
+                    entry = None
+                    if version is not None:
+                        entry = {
+                            "number": number,
+                            "published_at": version.published_at,
+                            "scores": version.scores,
+                        }
+                    self.journal.append(
+                        {
+                            "kind": "publish",
+                            "key": key,
+                            "version": entry,
+                            "dropped": dropped,
+                            "decision": asdict(record),
+                            "change": None if change is None else asdict(change),
+                        },
+                        sync=True,
+                    )
+                    if dropped:
+                        self.journal.drop_versions(set(self._versions))
+                return result
 
     async def _judge(self, snapshot: Snapshot) -> Decision:
         if self.paused:
@@ -188,11 +265,13 @@ class Registry:
         at: float,
         trigger: str = "",
         reason: str = "",
-    ) -> None:
+    ) -> Change:
         previous = self.served
         self._current = Current(self.generation + 1, version, at, kind)
-        self._changes.append(Change(self.generation, version.number, previous, at, kind, trigger, reason))
+        change = Change(self.generation, version.number, previous, at, kind, trigger, reason)
+        self._changes.append(change)
         self._cond().notify_all()
+        return change
 
     async def rollback(
         self, to: int | None = None, reason: str = "", trigger: str = "manual", expect: int | None = None
@@ -216,12 +295,16 @@ class Registry:
                 return RollbackResult(False, served, served, f"version {to} is not retained", 404)
             if to == served:
                 return RollbackResult(False, served, served, f"version {to} is already served", 409)
-            self._set_current(target, "rollback", time.time(), trigger, reason)
+            change = self._set_current(target, "rollback", time.time(), trigger, reason)
+            if self.journal is not None:
+                self.journal.append({"kind": "rollback", "change": asdict(change)}, sync=True)
             return RollbackResult(True, to, served, reason)
 
     async def set_paused(self, paused: bool) -> bool:
         """Pause (reject every candidate with reason ``paused``) or resume publication."""
         self.paused = paused
+        if self.journal is not None:
+            self.journal.append({"kind": "paused", "paused": paused}, sync=True)
         return self.paused
 
     async def latest(self) -> int:
@@ -257,7 +340,10 @@ class Registry:
         """A replica reports that it serves ``version`` (of change ``generation``) since ``applied_at``."""
         known = 0 < generation <= len(self._changes)  # change g is self._changes[g - 1]
         changed_at = self._changes[generation - 1].at if known else applied_at
-        self._swaps.append(Swap(replica, version, generation, changed_at, applied_at))
+        swap = Swap(replica, version, generation, changed_at, applied_at)
+        self._swaps.append(swap)
+        if self.journal is not None:
+            self.journal.append({"kind": "swap", "swap": asdict(swap)})
 
     async def swaps(self, since: int = 0) -> list[Swap]:
         return self._swaps[since:]
@@ -289,6 +375,9 @@ class Registry:
             "generation": self.generation,
             "latest": self._latest,
             "paused": self.paused,
+            "keep": self.keep,
+            "boot": self.boot,
+            "restored": self.restored,
         }
 
     async def history(self) -> list[dict[str, float | int | str | bool]]:
@@ -302,8 +391,21 @@ class Registry:
 class RegistryActor(Registry):
     """The registry as deploy runs it (``ray.remote(RegistryActor)``): one torch thread for the gate."""
 
-    def __init__(self, keep: int = 1000, gate: Gate | None = None) -> None:
+    def __init__(self, keep: int = 1000, gate: GateSource | None = None, store: str | None = None) -> None:
         import torch
 
         torch.set_num_threads(1)
-        super().__init__(keep, gate)
+        built = None if gate is None else Gate(gate.stream.build_tasks(gate.seed), gate.model, gate.config)
+        super().__init__(keep, built, None if store is None else Path(store))
+
+
+@dataclass(frozen=True)
+class GateSource:
+    """What the registry actor builds its gate from: small configs travel to Ray inline (a built
+    gate holds the held-out data, which Ray would keep in its object store and warn that a restart
+    depends on it), and a restarted actor rebuilds the same gate from the same seed."""
+
+    stream: StreamSpec
+    seed: int
+    model: ModelSpec
+    config: GateConfig

@@ -70,6 +70,11 @@ class Event:
 class TaskStream:
     """A seeded, replayable stream: each task's training split, ``epochs`` shuffled passes, tasks in order.
 
+    With ``blend`` > 0 each change of task is gradual: the last ``blend // 2`` events of a task and
+    the first ``blend - blend // 2`` of the next are interleaved, the new task's share rising from
+    about 0 to about 1 across the window (seeded; each side clipped to half its task). The events,
+    their ids and each task's own order are the same as with an abrupt change.
+
     Any offset can be replayed without generating what came before it, so a learner that
     restarts from a checkpointed offset sees exactly the events it had not consumed.
 
@@ -84,10 +89,17 @@ class TaskStream:
     """
 
     def __init__(
-        self, tasks: Sequence[Task], epochs: int = 1, seed: int = 0, rate: float | None = None
+        self,
+        tasks: Sequence[Task],
+        epochs: int = 1,
+        seed: int = 0,
+        rate: float | None = None,
+        blend: int = 0,
     ) -> None:
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
+        if blend < 0:
+            raise ValueError(f"blend must be >= 0 events, got {blend}")
         if rate is not None and not (rate > 0 and math.isfinite(rate)):
             raise ValueError(f"rate must be a positive number of events per second, got {rate}")
         self.tasks = list(tasks)
@@ -96,6 +108,9 @@ class TaskStream:
         self.rate = rate
         sizes = [len(t.train) * epochs for t in self.tasks]
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.blend = blend
+        self._windows = self._blend_windows(sizes, blend)  # (lo, positions' source offsets)
+        self._orders: dict[tuple[int, int], np.ndarray] = {}
         # The same dead-letter store a Delivery has; a clean stream never refuses a record.
         self.dead_letter_counts: Counter[str] = Counter()
         self.dead_letters: list[DeadLetter] = []
@@ -109,8 +124,45 @@ class TaskStream:
 
     def _order(self, task: int, epoch: int) -> np.ndarray:
         # One independent permutation per (seed, task, epoch): replay needs no history.
-        rng = np.random.default_rng([self.seed, task, epoch])
-        return rng.permutation(len(self.tasks[task].train))
+        order = self._orders.get((task, epoch))  # a small cache (batches come a few per epoch)
+        if order is None:
+            if len(self._orders) > 64:
+                self._orders = {}
+            order = np.random.default_rng([self.seed, task, epoch]).permutation(len(self.tasks[task].train))
+            self._orders[(task, epoch)] = order
+        return order
+
+    def _blend_windows(self, sizes: list[int], blend: int) -> list[tuple[int, np.ndarray]]:
+        """For each task change: the window's first position and the source offset at each position."""
+        out = []
+        for k in range(1, len(sizes) if blend else 0):
+            start = int(self._starts[k])
+            before, after = min(blend // 2, sizes[k - 1] // 2), min(blend - blend // 2, sizes[k] // 2)
+            n = before + after
+            if before == 0 or after == 0:
+                continue
+            rng = np.random.default_rng([self.seed, 0xB1E4D, k])
+            new_first = rng.random(n) < (np.arange(n) + 0.5) / n  # the new task's share ramps up
+            old_src, new_src = iter(range(start - before, start)), iter(range(start, start + after))
+            left_old, left_new, src = before, after, []
+            for take_new in new_first:
+                if left_new and (take_new or not left_old):
+                    src.append(next(new_src))
+                    left_new -= 1
+                else:
+                    src.append(next(old_src))
+                    left_old -= 1
+            out.append((start - before, np.array(src, dtype=np.int64)))
+        return out
+
+    def _source(self, lo: int, hi: int) -> np.ndarray:
+        """Source offset (position in the abrupt stream) of the events delivered at ``[lo, hi)``."""
+        src = np.arange(lo, hi, dtype=np.int64)
+        for w_lo, w_src in self._windows:
+            a, b = max(lo, w_lo), min(hi, w_lo + len(w_src))
+            if a < b:
+                src[a - lo : b - lo] = w_src[a - w_lo : b - w_lo]
+        return src
 
     def _due(self, offset: int) -> float:
         """Stream time (s) at which the event at ``offset`` arrives; 0 for an unpaced stream."""
@@ -140,27 +192,31 @@ class TaskStream:
         end = len(self) if stop is None else min(stop, len(self))
         offset = start
         while offset < end:
-            task = int(np.searchsorted(self._starts, offset, side="right") - 1)
-            task_start, task_end = int(self._starts[task]), min(int(self._starts[task + 1]), end)
+            hi = min(offset + size, end)
+            src = self._source(offset, hi)
+            tasks = np.searchsorted(self._starts, src, side="right") - 1
+            change = np.flatnonzero(tasks != tasks[0])
+            if len(change):  # a batch holds one task's events: cut at the first change
+                hi = offset + int(change[0])
+                src = src[: hi - offset]
+            task = int(tasks[0])
             split = self.tasks[task].train
             n = len(split)
-            epochs = range((offset - task_start) // n, (task_end - 1 - task_start) // n + 1)
-            order = np.concatenate([self._order(task, e) for e in epochs])  # (len(epochs) * n,)
-            base = task_start + epochs[0] * n
-            while offset < task_end:
-                hi = min(offset + size, task_end)
-                pos = np.arange(offset - base, hi - base)
-                idx = order[pos]
-                epoch = (offset - task_start + np.arange(hi - offset)) // n
-                yield Batch(
-                    offset=offset,
-                    task=task,
-                    x=split.x[idx],
-                    y=split.y[idx],
-                    t=self._due(hi - 1),
-                    seed=self.seed,
-                    epoch=epoch,
-                    index=idx,
-                    t_first=self._due(offset),
-                )
-                offset = hi
+            rel = src - self._starts[task]
+            epoch, pos = rel // n, rel % n
+            idx = np.empty(len(src), dtype=np.int64)
+            for e in np.unique(epoch):
+                sel = epoch == e
+                idx[sel] = self._order(task, int(e))[pos[sel]]
+            yield Batch(
+                offset=offset,
+                task=task,
+                x=split.x[idx],
+                y=split.y[idx],
+                t=self._due(hi - 1),
+                seed=self.seed,
+                epoch=epoch,
+                index=idx,
+                t_first=self._due(offset),
+            )
+            offset = hi

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stream.chaos import Burst, Chaos, Stall
@@ -10,6 +12,30 @@ from stream.events import TaskStream
 from stream.tasks import Task, TaskKind, build_tasks
 
 Source = TaskStream | Delivery  # what a learner consumes: the clean stream, or it delivered under chaos
+
+
+class Drift(BaseModel):
+    """How the stream changes from one task to the next.
+
+    ``abrupt``: the next task's first event follows the last of the one before. ``gradual``: the
+    change is blended over ``width`` events around each boundary, the new task's share rising from
+    about 0 to about 1 (events, ids and each task's own order are unchanged). For the learner and
+    the accuracy matrix a task ends where the next one's first event arrives; the old task's events
+    still in the window are trained where they land and do not reopen it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    shape: Literal["abrupt", "gradual"] = "abrupt"
+    width: int = Field(0, ge=0, description="events over which a gradual change is blended")
+
+    @model_validator(mode="after")
+    def _width_fits_shape(self) -> Drift:
+        if self.shape == "gradual" and self.width < 2:
+            raise ValueError("a gradual drift blends over width >= 2 events")
+        if self.shape == "abrupt" and self.width:
+            raise ValueError("an abrupt drift has no width (use shape: gradual)")
+        return self
 
 
 class StreamSpec(BaseModel):
@@ -28,6 +54,7 @@ class StreamSpec(BaseModel):
     rate: float | None = Field(
         400.0, gt=0, description="events per second; null = as fast as the learner goes"
     )
+    drift: Drift = Drift()
     chaos: list[Chaos] = Field(default_factory=list, description="delivery faults on the stream's timeline")
 
     @model_validator(mode="after")
@@ -40,5 +67,11 @@ class StreamSpec(BaseModel):
         return build_tasks(self.tasks, n_tasks=self.n_tasks, seed=seed)
 
     def build(self, seed: int, tasks: list[Task] | None = None) -> Source:
-        clean = TaskStream(tasks or self.build_tasks(seed), epochs=self.epochs, seed=seed, rate=self.rate)
+        clean = TaskStream(
+            tasks or self.build_tasks(seed),
+            epochs=self.epochs,
+            seed=seed,
+            rate=self.rate,
+            blend=self.drift.width,
+        )
         return Delivery(clean, self.chaos, seed=seed) if self.chaos else clean

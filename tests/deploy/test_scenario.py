@@ -56,6 +56,20 @@ def test_invalid_yaml_gives_one_line_error(tmp_path: Path, text: str, needle: st
     assert "\n" not in str(info.value)
 
 
+def test_validation_errors_name_the_yaml_line(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text(
+        "name: x\nstream:\n  tasks: split-digits\n  chaos:\n"
+        "    - {kind: burst, at: 10, events: 5, factor: 2}\n    - {kind: stall, at: -1, seconds: 1}\n"
+        "faults:\n  - {kind: kill, target: learnr, at: 5}\n"
+    )
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(str(p))
+    msg = str(info.value)
+    assert msg.startswith(f"{p}: line 6: stream.chaos.1.stall.at: ") and "greater than or equal to 0" in msg
+    assert "; line 8: faults.0.target: Input should be" in msg
+
+
 def test_missing_file_and_unknown_name() -> None:
     with pytest.raises(ScenarioError, match="not found"):
         load_scenario("/nonexistent/x.yaml")

@@ -1,5 +1,5 @@
-"""Every shipped chaos scenario, run for real (shared Ray cluster, Serve under load), with the
-outcomes its YAML promises checked, plus what the metrics endpoint says about it.
+"""Every shipped chaos scenario (and the gradual-drift one), run for real (shared Ray cluster, Serve
+under load), with the outcomes its YAML promises checked, plus what the metrics endpoint says.
 
 Short versions: the stream runs at twice the shipped rate (the chaos timeline is in stream
 offsets, so the same events are hit; a stall still lasts its seconds), except in scenarios that
@@ -22,6 +22,7 @@ from deploy.runner import RunOptions, run
 from deploy.scenario import load_scenario
 
 CHAOS = chaos_scenarios()
+RUNS = [*CHAOS, "gradual-drift"]  # plus the scenarios that change the stream's shape, not its delivery
 
 
 def _metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -46,7 +47,7 @@ def _scrape_when_settled(report: dict[str, Any], live: dict[str, Any]) -> None:
 @pytest.fixture(scope="module")
 def chaos_runs(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, dict]]:
     out = {}
-    for name in CHAOS:
+    for name in RUNS:
         s = load_scenario(name)
         assert s.stream.rate is not None
         if not s.faults:  # kills wait for the previous recovery (seconds): those keep their rate
@@ -69,10 +70,12 @@ def test_the_shipped_chaos_scenarios() -> None:
         "poison",
         "learner-crash",
         "replica-kill",
+        "registry-kill",
+        "evaluator-kill",
     }
 
 
-@pytest.mark.parametrize("name", CHAOS)
+@pytest.mark.parametrize("name", RUNS)
 def test_every_promised_outcome_holds(chaos_runs: dict, name: str) -> None:
     report, _ = chaos_runs[name]
     assert len(report["expectations"]) >= 4
@@ -157,3 +160,45 @@ def test_the_gate_keeps_poisoned_and_noisy_versions_from_users(chaos_runs: dict)
     poisoned, _ = chaos_runs["poison"]
     assert poisoned["stream"]["injected_trained"] == 300
     assert sum(n for k, n in poisoned["gate"]["counts"].items() if k.startswith("rejected/")) >= 1
+
+
+def _answered_while_down(report: dict[str, Any]) -> None:
+    """Requests sent while a killed actor was down were all answered, by a version."""
+    rows = report["requests"]["samples"]  # [sent, latency ms, status, version, replica]
+    for f in report["faults"]:
+        down = [r for r in rows if f["killed_at"] <= r[0] <= f["killed_at"] + f["recovered_after_s"]]
+        assert down and all(r[2] == 200 and r[3] is not None for r in down)
+
+
+def test_a_killed_registry_comes_back_from_its_journal_with_every_version(chaos_runs: dict) -> None:
+    report, _ = chaos_runs["registry-kill"]
+    faults = report["faults"]
+    assert [f["target"] for f in faults] == ["registry"] * 2
+    assert all(f["latest_before"] >= 1 for f in faults)  # each kill took versions with it to disk
+    _answered_while_down(report)
+    latest = report["versions"]["latest"]
+    accepted = [k for k in report["gate"]["counts"] if k.startswith("accepted/")]
+    # one version per accepted candidate, numbered 1..latest without a gap or a repeat, all scored
+    assert sum(report["gate"]["counts"][k] for k in accepted) == latest > 10
+    assert [t["version"] for t in report["timeline"]] == list(range(1, latest + 1))
+    assert report["served_version"] == latest and report["replicas_converged"]
+    assert report["tasks_completed"] == 3
+
+
+def test_a_killed_evaluator_rebuilds_its_scores_and_metrics(chaos_runs: dict) -> None:
+    report, live = chaos_runs["evaluator-kill"]
+    faults = report["faults"]
+    assert [f["target"] for f in faults] == ["evaluator"] * 2
+    _answered_while_down(report)
+    m = live["metrics"]  # scraped after the run, at the port the first evaluator process had
+    latest = report["versions"]["latest"]
+    assert [t["version"] for t in report["timeline"]] == list(range(1, latest + 1))
+    assert len(report["accuracy_matrix"]) == 3 and report["fwt"] is not None  # baseline kept
+    # counters derived from the registry came back whole (no reset): they count the whole run
+    assert m[("olsim_versions_evaluated_total", ())] == latest
+    assert (
+        sum(v for (n, _), v in m.items() if n == "olsim_gate_decisions_total") == report["gate"]["candidates"]
+    )
+    acks = sum(len(row["applied"]) for row in report["swaps"])
+    assert m[("olsim_swap_staleness_seconds_count", ())] == acks
+    assert m[("olsim_model_version", ())] == report["served_version"]

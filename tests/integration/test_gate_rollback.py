@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -114,7 +115,8 @@ def test_rollback_needs_the_bearer_token_and_reaches_every_replica(
 
         # pause: candidates are rejected until resume; a named rollback forward works too
         assert c.post("/admin/pause", headers=auth).json() == {"paused": True}
-        assert get(stack.registry.publish.remote(snaps["joint1"])).reason == "paused"
+        fresh = replace(snaps["joint1"], meta={**snaps["joint1"].meta, "step": 999})  # a new candidate
+        assert get(stack.registry.publish.remote(fresh)).reason == "paused"
         assert c.post("/admin/resume", headers=auth).json() == {"paused": False}
         assert c.post("/admin/rollback", json={"version": 2}, headers=auth).json()["model_version"] == 2
     changes = get(stack.registry.changes.remote())

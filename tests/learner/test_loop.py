@@ -189,3 +189,37 @@ def test_a_learner_resumed_from_its_checkpoint_ends_exactly_where_an_uninterrupt
     assert second.stream.dead_letter_counts == ref.stream.dead_letter_counts
     for a, b in zip(second.trainer.model.parameters(), ref.trainer.model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_gradual_drift_is_trained_once_per_event_and_ends_tasks_in_order(monkeypatch: Any) -> None:
+    monkeypatch.setitem(STRATEGIES, "naive", (STRATEGIES["naive"][0], Recorder))
+    spec = StreamSpec.model_validate(
+        {
+            "tasks": "split-digits",
+            "n_tasks": 3,
+            "epochs": 2,
+            "rate": None,
+            "drift": {"shape": "gradual", "width": 200},
+        }
+    )
+    ends: list[int] = []
+
+    def publish(snap: Snapshot) -> int:
+        ends.append(int(snap.meta["task_end"]))
+        return len(ends)
+
+    loop = LearnerLoop(spec.build(seed=0), LearnerConfig(), seed=0, publish=publish)
+    loop.run()
+    calls = loop.trainer.strategy.calls  # type: ignore[attr-defined]
+    assert loop.tasks_done == [0, 1, 2] and calls == ["end0", "end1", "end2"] and sum(ends) == 3
+    assert sorted(loop.ledger) == sorted(loop.stream.clean_ids()) and set(loop.ledger.values()) == {1}
+    assert loop.trainer.samples == len(loop.stream) and loop.duplicates == 0
+    # small batches where the tasks interleave: more steps than the abrupt stream takes
+    abrupt = LearnerLoop(
+        StreamSpec(tasks="split-digits", n_tasks=3, epochs=2, rate=None).build(seed=0),
+        LearnerConfig(),
+        seed=0,
+        publish=lambda s: 1,
+    )
+    abrupt.run()
+    assert loop.trainer.steps > abrupt.trainer.steps

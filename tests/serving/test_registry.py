@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from learner.model import ModelSpec, build_model
 from learner.snapshot import Snapshot
+from serving.journal import JournalError
 from serving.registry import PublishResult, Registry
 
 
@@ -130,3 +132,67 @@ def test_replica_versions_follow_rollbacks() -> None:
         return await reg.replica_versions(), await reg.replica_generations()
 
     assert asyncio.run(scenario()) == ({"r1": 1}, {"r1": 3})
+
+
+def test_a_registry_over_its_journal_comes_back_with_its_state(tmp_path: Path) -> None:
+    """What a restarted registry actor does: a new Registry over the same store directory."""
+
+    async def before() -> Registry:
+        reg = Registry(keep=3, store=tmp_path)
+        for s in range(5):  # versions 1..5; retention drops 1 and 2
+            await reg.publish(_snap(s))
+        await reg.rollback(to=4, reason="bad")
+        await reg.ack("r1", 4, reg.generation, 123.0)
+        await reg.set_paused(True)
+        assert (await reg.publish(_snap(9))).reason == "paused"
+        await reg.set_paused(False)
+        reg.journal.close()  # type: ignore[union-attr]
+        return reg
+
+    old = asyncio.run(before())
+    reg = Registry(keep=3, store=tmp_path)
+
+    async def after() -> None:
+        assert reg.restored and reg.boot != old.boot
+        assert await reg.state() == {**await old.state(), "boot": reg.boot, "restored": True}
+        assert [h["version"] for h in await reg.history()] == [3, 4, 5]
+        assert sorted(p.stem for p in (tmp_path / "versions").glob("*.npz")) == [
+            "00000003",
+            "00000004",
+            "00000005",
+        ]
+        cur = await reg.current()
+        assert cur is not None and cur.version.number == 4 and cur.kind == "rollback"
+        assert cur.version.snapshot.checksum == _snap(3).checksum  # the weights, read back and verified
+        assert await reg.changes() == await old.changes() and await reg.decisions() == await old.decisions()
+        assert await reg.replica_versions() == {"r1": 4}
+        # followers carry on where they were: nothing newer than the generation they hold
+        assert await reg.wait_newer(reg.generation, timeout=0.01) is None
+        # a publication retried across the restart gets its first answer, not a second version
+        assert (await reg.publish(_snap(4))).version == 5 and await reg.latest() == 5
+        # the paused candidate was answered too: it is not judged again either
+        assert (await reg.publish(_snap(9))).reason == "paused"
+        assert (await reg.publish(_snap(10))).version == 6
+
+    asyncio.run(after())
+
+
+def test_a_torn_journal_tail_is_cut_and_a_damaged_line_refused(tmp_path: Path) -> None:
+    async def publish_two() -> None:
+        reg = Registry(store=tmp_path)
+        await reg.publish(_snap(0))
+        await reg.publish(_snap(1))
+        reg.journal.close()  # type: ignore[union-attr]
+
+    asyncio.run(publish_two())
+    journal = tmp_path / "journal.jsonl"
+    whole = journal.read_bytes()
+    journal.write_bytes(whole[:-20])  # died while writing version 2's line (its file already written)
+    reg = Registry(store=tmp_path)
+    assert asyncio.run(reg.latest()) == 1 and not (tmp_path / "versions" / "00000002.npz").exists()
+    assert asyncio.run(reg.publish(_snap(1))).version == 2  # the retry is judged afresh
+    reg.journal.close()  # type: ignore[union-attr]
+    lines = journal.read_bytes().splitlines()
+    journal.write_bytes(b"\n".join([lines[0], b"{not json", *lines[1:]]) + b"\n")
+    with pytest.raises(JournalError, match="line 2 is damaged"):
+        Registry(store=tmp_path)

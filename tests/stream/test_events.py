@@ -71,3 +71,53 @@ def test_batches_match_events(stream: TaskStream, start: int, size: int) -> None
     bounds = {b for _, b in stream.task_bounds()}
     for b in batches:
         assert len(b) == size or b.offset + len(b) in bounds
+
+
+@pytest.fixture(scope="module")
+def gradual() -> TaskStream:
+    return TaskStream(
+        build_tasks("split-digits", n_tasks=3, seed=0), epochs=2, seed=5, rate=1000.0, blend=300
+    )
+
+
+def test_a_gradual_drift_blends_the_same_events_around_each_boundary(
+    stream: TaskStream, gradual: TaskStream
+) -> None:
+    abrupt, blended = list(stream.events()), list(gradual.events())
+    assert [e.offset for e in blended] == list(range(len(stream)))
+    assert sorted(e.id for e in blended) == sorted(e.id for e in abrupt)  # same events, same ids
+    for task in range(3):  # each task's own order is kept
+        assert [e.id for e in blended if e.task == task] == [e.id for e in abrupt if e.task == task]
+    for k, (start, _) in enumerate(stream.task_bounds()[1:], start=1):
+        window = blended[start - 150 : start + 150]
+        assert {e.task for e in window} == {k - 1, k}
+        share = [np.mean([e.task == k for e in window[q * 75 : (q + 1) * 75]]) for q in range(4)]
+        assert share[0] < 0.3 and share[3] > 0.7 and share == sorted(share), share  # the new task fades in
+    starts = [a for a, _ in stream.task_bounds()[1:]]
+    outside = [i for i in range(len(stream)) if all(abs(i - s + 0.5) > 150 for s in starts)]
+    assert [blended[i].id for i in outside] == [abrupt[i].id for i in outside]
+
+
+@pytest.mark.parametrize(("start", "size"), [(0, 32), (290, 32), (300, 5), (720, 64)])
+def test_gradual_batches_hold_one_task_and_replay_from_any_offset(
+    gradual: TaskStream, start: int, size: int
+) -> None:
+    full = list(gradual.events())
+    batches = list(gradual.batches(size, start=start))
+    flat = [(i, b.task, int(y)) for b in batches for i, y in zip(b.ids, b.y, strict=True)]
+    assert flat == [(e.id, e.task, e.y) for e in full[start:]]
+    assert all(1 <= len(b) <= size for b in batches) and len(batches) > (len(full) - start) / size
+
+
+def test_drift_shape_is_validated() -> None:
+    from pydantic import ValidationError
+
+    from stream.spec import StreamSpec
+
+    assert StreamSpec.model_validate({"drift": {"shape": "gradual", "width": 200}}).drift.width == 200
+    with pytest.raises(ValidationError, match="width >= 2"):
+        StreamSpec.model_validate({"drift": {"shape": "gradual"}})
+    with pytest.raises(ValidationError, match="no width"):
+        StreamSpec.model_validate({"drift": {"width": 10}})
+    with pytest.raises(ValueError, match="blend"):
+        TaskStream(build_tasks("split-digits", n_tasks=1, seed=0), blend=-1)
