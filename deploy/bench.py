@@ -83,7 +83,7 @@ def run_one(scenario: Scenario, seed: int) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     stream = scenario.stream.model_copy(update={"rate": None}).build(seed)
-    evaluator = Evaluator(stream.tasks)
+    evaluator = Evaluator(stream.tasks, stream.segments)
     eval_s = 0.0
     count = 0
 
@@ -134,7 +134,7 @@ def _child(job: tuple[str, str, int, str]) -> dict[str, Any]:
         strategy=strategy,
         seed=seed,
         boundaries=boundaries,
-        true_boundaries=[b for _, b in scenario.stream.build(seed).task_bounds()][:-1],
+        true_boundaries=[b for _, b in scenario.stream.build(seed).segment_bounds()][:-1],
         raw_samples_per_s=raw,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )

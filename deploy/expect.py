@@ -57,8 +57,8 @@ def served_old_task_drops(r: dict[str, Any]) -> list[float]:
         v = scored.get(s["version"])
         if v is None:
             continue
-        if prev is not None and s["kind"] == "publish" and v["task"] > 0:
-            old = range(v["task"])
+        old = [j for j in range(v.get("seen_tasks") or v["task"] + 1) if j != v["task"]]
+        if prev is not None and s["kind"] == "publish" and old:
             drops.append(
                 round(sum(max(0.0, prev["accuracies"][j] - v["accuracies"][j]) for j in old) / len(old), 6)
             )
@@ -99,6 +99,7 @@ VALUES: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "gate_rejections": gate_rejections,
     "injected_trained": _stream("injected_trained"),
     "acc": lambda r: r.get("acc"),
+    "segments_completed": lambda r: r.get("tasks_completed"),
     "versions_lost": lambda r: (r.get("versions") or {}).get("lost"),
     "versions_unscored": lambda r: (r.get("versions") or {}).get("unscored"),
 }
@@ -126,6 +127,7 @@ class Expectations(BaseModel):
     gate_rejections: Bound | None = None
     injected_trained: Bound | None = None  # well-formed foreign records (poison) that were trained
     acc: Bound | None = None
+    segments_completed: Bound | None = None  # accuracy-matrix rows: segments (tasks, or returns) ended
     versions_lost: Bound | None = None  # versions accepted (and still retained) the registry no longer has
     versions_unscored: Bound | None = None  # versions the registry holds that the evaluator never scored
 

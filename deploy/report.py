@@ -24,8 +24,23 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {n}" for k, n in sorted(counts.items())) or "none"
 
 
+def row_labels(report: dict[str, Any]) -> list[str]:
+    """What each accuracy-matrix row is the end of: a task, or a segment when a task comes back.
+
+    >>> row_labels({"tasks": [{"name": "a"}, {"name": "b"}], "accuracy_matrix": [[1, 0]] * 3,
+    ...             "segments": [0, 1, 0]})
+    ['segment 0: task 0 (a)', 'segment 1: task 1 (b)', 'segment 2: task 0 (a)']
+    """
+    names = [t["name"] for t in report["tasks"]]
+    n = len(report["accuracy_matrix"])
+    segments = report.get("segments") or list(range(len(names)))
+    if segments == list(range(len(names))):
+        return [f"task {i} ({names[i]})" for i in range(n)]
+    return [f"segment {s}: task {t} ({names[t]})" for s, t in enumerate(segments[:n])]
+
+
 def accuracy_table(report: dict[str, Any]) -> str:
-    """The accuracy matrix R[i][j] (rows: after training task i; columns: test accuracy on task j).
+    """The accuracy matrix R[i][j] (rows: after training task/segment i; columns: test accuracy on task j).
 
     >>> print(accuracy_table({"tasks": [{"name": "a"}, {"name": "b"}], "accuracy_matrix": [[1.0, 0.0]]}))
     after \\ on      a      b
@@ -33,11 +48,12 @@ def accuracy_table(report: dict[str, Any]) -> str:
     """
     names = [t["name"] for t in report["tasks"]]
     rows = report["accuracy_matrix"]
-    label_w = max([len(f"task {i} ({n})") for i, n in enumerate(names)] + [len("after \\ on")])
+    labels = row_labels(report)
+    label_w = max([len(x) for x in labels] + [len("after \\ on")])
     col_w = max([len(n) for n in names] + [5])
     lines = ["after \\ on".ljust(label_w) + "".join(f"  {n:>{col_w}}" for n in names)]
-    for i, row in enumerate(rows):
-        lines.append(f"task {i} ({names[i]})".ljust(label_w) + "".join(f"  {a:>{col_w}.3f}" for a in row))
+    for label, row in zip(labels, rows, strict=True):
+        lines.append(label.ljust(label_w) + "".join(f"  {a:>{col_w}.3f}" for a in row))
     return "\n".join(lines)
 
 
@@ -91,14 +107,19 @@ def render_text(report: dict[str, Any]) -> str:
 
 
 # -- report.html --------------------------------------------------------------------------------
-def per_task_forgetting(matrix: list[list[float]]) -> list[float]:
-    """Forgetting of each earlier task after the last one: best earlier accuracy minus the final one.
+def per_task_forgetting(matrix: list[list[float]], segments: list[int] | None = None) -> dict[int, float]:
+    """Forgetting of each task met before the last segment: its best accuracy since it was first
+    learnt minus the final one (``segments``: each row's task; default row i = task i).
 
-    >>> [round(f, 3) for f in per_task_forgetting([[0.9, 0.1], [0.6, 0.8], [0.7, 0.5]])]
-    [0.2, 0.3]
+    >>> {j: round(f, 3) for j, f in per_task_forgetting([[0.9, 0.1], [0.6, 0.8], [0.7, 0.5]]).items()}
+    {0: 0.2, 1: 0.3}
     """
     last = len(matrix) - 1
-    return [max(matrix[i][j] for i in range(j, last)) - matrix[last][j] for j in range(last)]
+    seq = list(range(len(matrix))) if segments is None else segments[: len(matrix)]
+    first: dict[int, int] = {}
+    for k, t in enumerate(seq[:last]):
+        first.setdefault(t, k)
+    return {j: max(matrix[k][j] for k in range(f, last)) - matrix[last][j] for j, f in first.items()}
 
 
 def served_accuracy_series(report: dict[str, Any]) -> list[Series]:
@@ -116,7 +137,7 @@ def served_accuracy_series(report: dict[str, Any]) -> list[Series]:
         ys: list[float] = []
         for s in served:
             v = scored[s["version"]]
-            if not xs and v["task"] < j:
+            if not xs and (v.get("seen_tasks") or v["task"] + 1) <= j:  # task j not met yet
                 continue
             xs.append(s["published_at"] - t0)
             ys.append(v["accuracies"][j])
@@ -182,13 +203,14 @@ def write_plots(report: dict[str, Any], out: Path) -> list[tuple[str, str]]:
     names = [t["name"] for t in report["tasks"]]
     matrix = report["accuracy_matrix"]
     marks, marks_legend = _markers(report)
+    forgot = per_task_forgetting(matrix, report.get("segments")) if matrix else {}
     duration = report.get("duration_s") or 1.0
     charts = [
         (
             PLOTS[0],
             heatmap(
                 matrix,
-                [f"after task {i} ({names[i]})" for i in range(len(matrix))],
+                [f"after {label}" for label in row_labels(report)],
                 names,
                 title="Accuracy matrix R[i][j]: test accuracy on task j after training task i",
             ),
@@ -211,8 +233,8 @@ def write_plots(report: dict[str, Any], out: Path) -> list[tuple[str, str]]:
         (
             PLOTS[2],
             bar_chart(
-                names[: max(0, len(matrix) - 1)],
-                per_task_forgetting(matrix) if matrix else [],
+                [names[j] for j in forgot],
+                list(forgot.values()),
                 title="Forgetting per task (best earlier accuracy - final accuracy)",
                 y_label="forgetting",
             ),

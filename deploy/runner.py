@@ -434,6 +434,7 @@ class Run:
             "duration_s": time.time() - self.t_start,
             "truncated": truncated,
             "tasks": ev["tasks"],
+            "segments": s.stream.segments,
             "tasks_completed": len(ev["accuracy_matrix"]),
             "accuracy_matrix": ev["accuracy_matrix"],
             "baseline_accuracy": ev["baseline_accuracy"],

@@ -37,6 +37,12 @@ class Scenario(BaseModel):
     @model_validator(mode="after")
     def _model_fits_strategy(self) -> Scenario:
         """Let the strategy shape the model (``lora``: one adapter set per task)."""
+        segments = self.stream.segments
+        if self.learner.strategy.kind == "lora" and len(set(segments)) < len(segments):
+            raise ValueError(
+                "lora trains one adapter set per task, once, in order: a task cannot come back "
+                f"(stream.sequence {self.stream.sequence})"
+            )
         cls = STRATEGIES[self.learner.strategy.kind][1]
         model = cls.fit_model(self.learner.model, self.stream.n_tasks)
         if model != self.learner.model:

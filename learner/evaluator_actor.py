@@ -47,7 +47,7 @@ class EvaluatorActor:
     ):
         torch.set_num_threads(1)
         self.registry = registry
-        self.evaluator = Evaluator(stream.build_tasks(seed))
+        self.evaluator = Evaluator(stream.build_tasks(seed), stream.segments)
         self.rollback_floor = rollback_floor
         self.telemetry = Telemetry()
         self.boot = uuid.uuid4().hex
@@ -58,7 +58,7 @@ class EvaluatorActor:
         self._last = 0  # newest version scored
         self._served = 0  # version the registry serves, as far as the evaluator has followed
         self._exported = 0
-        self._pending_rows: list[tuple[int, int]] = []  # (task, served version) awaiting its score
+        self._pending_rows: list[tuple[int, int]] = []  # (segment, served version) awaiting its score
         self._swap_cursor = 0
         self._decision_cursor = 0
         self._change_cursor = 0
@@ -199,7 +199,8 @@ class EvaluatorActor:
             if d.old_drop is not None:
                 t.gate_old_drop.set(d.old_drop)
             if not d.accepted and d.meta.get("task_end") and d.served:
-                self._pending_rows.append((int(d.meta.get("task", 0)), d.served))
+                segment = d.meta.get("segment", d.meta.get("task", 0))
+                self._pending_rows.append((int(segment), d.served))
             self._decision_cursor += 1
         for c in ray.get(self.registry.changes.remote(self._change_cursor)):
             if c.kind == "rollback":

@@ -2,10 +2,11 @@
 
 Integrity checks always run (a replica cannot serve a corrupt, non-finite or misshapen version);
 the accuracy check scores the candidate on the held-out *validation* split of every task and
-rejects it when, over the old tasks (those before the task it is learning), its mean accuracy drop
-against the version being served exceeds ``forgetting_budget``. Drops are clipped at zero per task
-before averaging, so a gain on one old task cannot pay for forgetting another (measured: without
-the clip, naive fine-tuning swapped a forgotten task for a newly learned one at "drop 0.00").
+rejects it when, over the old tasks (those met before, other than the one it is learning), its
+mean accuracy drop against the version being served exceeds ``forgetting_budget``. Drops are
+clipped at zero per task before averaging, so a gain on one old task cannot pay for forgetting
+another (measured: without the clip, naive fine-tuning swapped a forgotten task for a newly
+learned one at "drop 0.00").
 Pure torch, no Ray: the registry actor runs it.
 """
 
@@ -127,7 +128,8 @@ class Gate:
             return broken
         scores = self.scores(candidate)
         task = min(max(int(candidate.meta.get("task", 0)), 0), len(self.tasks) - 1)
-        old = range(task)  # tasks before the one being learned
+        seen = min(int(candidate.meta.get("seen", 0)) or task + 1, len(self.tasks))
+        old = [j for j in range(seen) if j != task]  # tasks met before, other than the one being learnt
         drop = None
         if served is not None and len(old) > 0:
             drop = float(np.mean([max(0.0, served[j] - scores[j]) for j in old]))

@@ -64,7 +64,9 @@ class LearnerLoop:
         self.initial = Snapshot.from_model(model)
         self.offset = 0  # next stream position to consume (a Delivery's slot, a clean stream's offset)
         self.task: int | None = None
-        self.tasks_done: list[int] = []
+        self.segment: int | None = None  # stretch of the stream being learnt (a task may come back)
+        self.seen = 0  # distinct tasks met so far (they first appear in index order)
+        self.tasks_done: list[int] = []  # the task of every segment that ended, in order
         self.versions: list[int] = []  # accepted
         self.rejected = 0  # candidates the gate turned down
         self.detector = PageHinkley(config.drift) if config.boundaries == "detected" else None
@@ -89,6 +91,8 @@ class LearnerLoop:
             "trainer": self.trainer.state_dict(),
             "offset": self.offset,
             "task": self.task,
+            "segment": self.segment,
+            "seen": self.seen,
             "tasks_done": list(self.tasks_done),
             "versions": list(self.versions),
             "rejected": self.rejected,
@@ -106,6 +110,8 @@ class LearnerLoop:
         self.trainer.load_state_dict(state["trainer"])
         self.offset = int(state["offset"])
         self.task = state["task"]
+        self.segment = state["segment"]
+        self.seen = int(state["seen"])
         self.tasks_done = list(state["tasks_done"])
         self.versions = list(state["versions"])
         self.rejected = int(state["rejected"])
@@ -153,18 +159,23 @@ class LearnerLoop:
                     time.sleep(delay)
             now = time.time()
             self.chaos_seen += [(now, kind, batch.offset) for kind in batch.chaos]
-            # A late event of a task already ended (redelivered, reordered) is trained where it lands;
-            # it does not reopen its task.
-            if batch.task != self.task and batch.task not in self.tasks_done:
-                if self.task is not None and self.task not in self.tasks_done:  # (a resumed learner
-                    self._end_task(self.task)  # may have checkpointed right after the task's end)
-                self.task = batch.task
+            # A late event of a segment already ended (redelivered, reordered) is trained where it
+            # lands; it does not reopen its segment.
+            if self.segment is None or batch.segment > self.segment:
+                if self._segment_open():  # (a resumed learner may have checkpointed right after its end)
+                    self._end_task()
+                self.segment, self.task = batch.segment, batch.task
+                self.seen = max(self.seen, batch.task + 1)
             self._train(batch)
         self.next_due = None
         if not self.stop_event.is_set():
             self.offset = len(self.stream)  # trailing dead letters are consumed too
-            if self.task is not None and self.task not in self.tasks_done:
-                self._end_task(self.task)
+            if self._segment_open():
+                self._end_task()
+
+    def _segment_open(self) -> bool:
+        """A segment is being learnt and has not ended (segments end in order)."""
+        return self.segment is not None and len(self.tasks_done) <= self.segment
 
     def _fresh(self, batch: Batch) -> Batch | None:
         """The batch without events the ledger has already trained (None if nothing is left).
@@ -200,12 +211,14 @@ class LearnerLoop:
         if self.trainer.steps % self.config.publish_every == 0:
             self._publish(task_end=False)
 
-    def _end_task(self, task: int) -> None:
-        """A task's stream segment ended: publish the version the accuracy matrix row is taken from.
+    def _end_task(self) -> None:
+        """The segment being learnt ended: publish the version the accuracy matrix row is taken from.
 
         Strategies hear of it only when boundaries are announced; with detected boundaries the
         evaluation protocol still knows where tasks end, the learner does not.
         """
+        task = self.task
+        assert task is not None
         if self.config.boundaries == "announced":
             self.trainer.end_task(task)
         self.tasks_done.append(task)
@@ -218,6 +231,8 @@ class LearnerLoop:
             extras=self.trainer.strategy.export(),
             task=int(self.task or 0),
             task_end=task_end,
+            segment=int(self.segment or 0),
+            seen=self.seen,
             step=self.trainer.steps,
             samples=self.trainer.samples,
             offset=self.offset,

@@ -1,7 +1,11 @@
-"""Continual-learning metrics on an accuracy matrix (GEM definitions, Lopez-Paz & Ranzato 2017).
+"""Continual-learning metrics on an accuracy matrix (GEM definitions, Lopez-Paz & Ranzato 2017),
+generalised to streams where a task can come back.
 
-``R[i][j]`` is the test accuracy on task ``j`` after training on task ``i`` (``T x T``);
-``b[j]`` is the test accuracy of the randomly initialised model on task ``j``.
+The stream is a sequence of *segments*, each one task's events; ``seq[s]`` is the task of segment
+``s``. ``R[s][j]`` is the test accuracy on task ``j`` of the version at the end of segment ``s``
+(``S x N``); ``b[j]`` is the test accuracy of the randomly initialised model on task ``j``. Tasks
+first appear in index order (0, then 1, ...). With every task once, in order (``seq = 0..T-1``),
+each definition below is exactly the GEM/Chaudhry one.
 """
 
 from __future__ import annotations
@@ -38,67 +42,92 @@ def accuracy(
     return float((pred == split.y).mean())
 
 
-def _square(r: Matrix) -> np.ndarray:
+def _prepare(r: Matrix, seq: Sequence[int] | None) -> tuple[np.ndarray, list[int]]:
     m = np.asarray(r, dtype=float)
-    if m.ndim != 2 or m.shape[0] > m.shape[1]:
-        raise ValueError(f"accuracy matrix must be T x N with T <= N, got shape {m.shape}")
-    return m
+    tasks = list(range(m.shape[0])) if seq is None else [int(t) for t in seq]
+    if m.ndim != 2 or m.shape[0] > len(tasks) or max(tasks[: m.shape[0]], default=0) >= m.shape[1]:
+        raise ValueError(f"accuracy matrix {m.shape} does not fit segments {tasks}")
+    return m, tasks[: m.shape[0]]
 
 
-def average_accuracy(r: Matrix) -> float:
-    """ACC = mean_j R[T-1][j] over the T tasks trained so far.
+def _first(tasks: list[int]) -> dict[int, int]:
+    """Each seen task's first segment."""
+    out: dict[int, int] = {}
+    for s, t in enumerate(tasks):
+        out.setdefault(t, s)
+    return out
+
+
+def average_accuracy(r: Matrix, seq: Sequence[int] | None = None) -> float:
+    """ACC = mean over the tasks seen so far of R[S-1][j].
 
     >>> average_accuracy([[0.9, 0.1], [0.5, 0.8]])
     0.65
+    >>> average_accuracy([[0.9, 0.1], [0.5, 0.8], [0.8, 0.6]], seq=[0, 1, 0])  # task 0 came back
+    0.7
     """
-    m = _square(r)
-    t = m.shape[0]
-    return float(m[t - 1, :t].mean())
+    m, tasks = _prepare(r, seq)
+    return float(np.mean([m[-1, j] for j in _first(tasks)]))
 
 
-def backward_transfer(r: Matrix) -> float | None:
-    """BWT = mean_{i<T-1} (R[T-1][i] - R[i][i]); negative means forgetting.
+def backward_transfer(r: Matrix, seq: Sequence[int] | None = None) -> float | None:
+    """BWT = mean over tasks j first seen before the last segment of (R[S-1][j] - R[l_j][j]), where
+    l_j is the last segment before S-1 that trained j; negative means forgetting.
 
     >>> round(backward_transfer([[0.9, 0.1], [0.5, 0.8]]), 6)
     -0.4
+    >>> round(backward_transfer([[0.9, 0.1], [0.5, 0.8], [0.8, 0.6]], seq=[0, 1, 0]), 6)
+    -0.15
     """
-    m = _square(r)
-    t = m.shape[0]
-    if t < 2:
+    m, tasks = _prepare(r, seq)
+    last = len(tasks) - 1
+    if last < 1:
         return None
-    return float(np.mean([m[t - 1, i] - m[i, i] for i in range(t - 1)]))
+    diffs = []
+    for j, f in _first(tasks).items():
+        if f < last:
+            lj = max(s for s in range(last) if tasks[s] == j)
+            diffs.append(m[last, j] - m[lj, j])
+    return float(np.mean(diffs))
 
 
-def forward_transfer(r: Matrix, b: Sequence[float]) -> float | None:
-    """FWT = mean_{1<=i<T} (R[i-1][i] - b[i]).
+def forward_transfer(r: Matrix, b: Sequence[float], seq: Sequence[int] | None = None) -> float | None:
+    """FWT = mean over tasks j first seen at segment f_j >= 1 of (R[f_j - 1][j] - b[j]).
 
     >>> round(forward_transfer([[0.9, 0.1], [0.5, 0.8]], [0.5, 0.4]), 6)
     -0.3
     """
-    m = _square(r)
-    t = m.shape[0]
-    if t < 2:
+    m, tasks = _prepare(r, seq)
+    later = [(j, f) for j, f in _first(tasks).items() if f >= 1]
+    if not later:
         return None
-    return float(np.mean([m[i - 1, i] - b[i] for i in range(1, t)]))
+    return float(np.mean([m[f - 1, j] - b[j] for j, f in later]))
 
 
-def forgetting(r: Matrix) -> float | None:
-    """Average forgetting (Chaudhry et al. 2018): mean_{j<T-1} max_{l<T-1} (R[l][j] - R[T-1][j]).
+def forgetting(r: Matrix, seq: Sequence[int] | None = None) -> float | None:
+    """Average forgetting (Chaudhry et al. 2018): mean over tasks j first seen before the last
+    segment of max_{f_j <= k < S-1} R[k][j] - R[S-1][j].
 
     >>> round(forgetting([[0.9, 0.1], [0.5, 0.8]]), 6)
     0.4
     """
-    m = _square(r)
-    t = m.shape[0]
-    if t < 2:
+    m, tasks = _prepare(r, seq)
+    last = len(tasks) - 1
+    if last < 1:
         return None
-    return float(np.mean([max(m[k, j] for k in range(j, t - 1)) - m[t - 1, j] for j in range(t - 1)]))
+    return float(
+        np.mean(
+            [max(m[k, j] for k in range(f, last)) - m[last, j] for j, f in _first(tasks).items() if f < last]
+        )
+    )
 
 
-def summarize(r: Matrix, b: Sequence[float] | None = None) -> dict[str, float | None]:
+def summarize(
+    r: Matrix, b: Sequence[float] | None = None, seq: Sequence[int] | None = None
+) -> dict[str, float | None]:
     return {
-        "acc": average_accuracy(r) if len(r) else None,
-        "bwt": backward_transfer(r) if len(r) else None,
-        "fwt": forward_transfer(r, b) if len(r) and b is not None else None,
-        "forgetting": forgetting(r) if len(r) else None,
+        "acc": average_accuracy(r, seq) if len(r) else None,
+        "bwt": backward_transfer(r, seq) if len(r) else None,
+        "fwt": forward_transfer(r, b, seq) if len(r) and b is not None else None,
+        "forgetting": forgetting(r, seq) if len(r) else None,
     }

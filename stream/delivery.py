@@ -53,9 +53,12 @@ def plan(
     seed: int,
     n_classes: int,
     tasks: Sequence[Task] = (),
-    bounds: Sequence[tuple[int, int]] = (),
+    task_ends: dict[int, int] | None = None,
 ) -> list[Slot]:
-    """The delivery order, with every record's due time (deterministic in ``seed``)."""
+    """The delivery order, with every record's due time (deterministic in ``seed``).
+
+    ``task_ends``: where each task's first segment ends (a poisoned task must have been learnt).
+    """
     rng = np.random.default_rng([seed, 0xC4A05])
     order = list(range(n))
     for r in (c for c in chaos if isinstance(c, Reorder)):
@@ -76,7 +79,7 @@ def plan(
     dups = [c for c in chaos if isinstance(c, Duplicates)]
     poisons = [c for c in chaos if isinstance(c, Poison)]
     for p in poisons:
-        if p.task >= len(bounds) or bounds[p.task][1] > p.at:
+        if (task_ends or {}).get(p.task, n + 1) > p.at:
             raise ValueError(f"poison at offset {p.at} targets task {p.task}, which has not ended by then")
     slots: list[Slot] = []
     pending: dict[int, list[int]] = {}
@@ -143,7 +146,7 @@ class Delivery:
             self.seed,
             self.n_classes,
             tasks,
-            self.stream.task_bounds(),
+            self.task_ends(),
         )
         self.ingest = Ingest(tasks[0].train.x.shape[1], self.n_classes, len(tasks))
         self._clean: tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -159,8 +162,19 @@ class Delivery:
     def __len__(self) -> int:
         return len(self.slots)
 
-    def task_bounds(self) -> list[tuple[int, int]]:
-        return self.stream.task_bounds()
+    @property
+    def segments(self) -> list[int]:
+        return self.stream.segments
+
+    def segment_bounds(self) -> list[tuple[int, int]]:
+        return self.stream.segment_bounds()
+
+    def task_ends(self) -> dict[int, int]:
+        """Offset at which each task's first segment ends."""
+        ends: dict[int, int] = {}
+        for t, (_, end) in zip(self.segments, self.segment_bounds(), strict=True):
+            ends.setdefault(t, end)
+        return ends
 
     def clean_ids(self, stop: int | None = None) -> set[str]:
         """Ids of the distinct clean events delivered in slots ``[0, stop)`` (what must be trained)."""
@@ -226,7 +240,8 @@ class Delivery:
             raise ValueError(f"batch size must be >= 1, got {size}")
         end = len(self) if stop is None else min(stop, len(self))
         group: list[Event] = []
-        first, kinds = start, list[str]()
+        first, kinds, seg = start, list[str](), -1
+        starts = np.array([a for a, _ in self.segment_bounds()])
         for i in range(start, end):
             s = self.slots[i]
             got = self.ingest(self.record(i))
@@ -236,15 +251,17 @@ class Delivery:
                 if len(self.dead_letters) < MAX_DEAD_LETTERS_KEPT:
                     self.dead_letters.append(got)
                 continue
-            if group and (got.task != group[0].task or len(group) == size):
-                yield self._batch(group, first, i, kinds)
+            here = int(np.searchsorted(starts, s.offset, side="right") - 1)  # the segment it poses in
+            if group and (got.task != group[0].task or here != seg or len(group) == size):
+                yield self._batch(group, first, i, kinds, seg)
                 group, first, kinds = [], i, []
+            seg = here
             kinds += s.starts
             group.append(got)
         if group:
-            yield self._batch(group, first, end, kinds)
+            yield self._batch(group, first, end, kinds, seg)
 
-    def _batch(self, events: list[Event], first: int, end: int, kinds: list[str]) -> Batch:
+    def _batch(self, events: list[Event], first: int, end: int, kinds: list[str], segment: int) -> Batch:
         return Batch(
             offset=first,
             task=events[0].task,
@@ -258,4 +275,5 @@ class Delivery:
             end=end,
             event_ids=tuple(e.id for e in events),
             chaos=tuple(kinds),
+            segment=segment,
         )

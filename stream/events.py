@@ -32,6 +32,7 @@ class Batch:
     end: int | None = None  # position after the batch (default offset + len); a Delivery skips dead letters
     event_ids: tuple[str, ...] | None = None  # explicit ids (a Delivery's records); else from epoch/index
     chaos: tuple[str, ...] = ()  # chaos windows that begin within this batch
+    segment: int = 0  # which stretch of the stream (a task that comes back is a new segment)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -68,7 +69,9 @@ class Event:
 
 
 class TaskStream:
-    """A seeded, replayable stream: each task's training split, ``epochs`` shuffled passes, tasks in order.
+    """A seeded, replayable stream of *segments*: each a task's training split, ``epochs`` shuffled
+    passes. ``segments`` lists each segment's task (default: every task once, in order); a task
+    can come back, and its events then continue its epoch count, so event ids stay unique.
 
     With ``blend`` > 0 each change of task is gradual: the last ``blend // 2`` events of a task and
     the first ``blend - blend // 2`` of the next are interleaved, the new task's share rising from
@@ -80,7 +83,7 @@ class TaskStream:
 
     >>> from stream.tasks import build_tasks
     >>> s = TaskStream(build_tasks("split-digits", n_tasks=2, seed=0), epochs=2, seed=0, rate=100.0)
-    >>> len(s), s.task_bounds()
+    >>> len(s), s.segment_bounds()
     (862, [(0, 436), (436, 862)])
     >>> e = next(s.events(start=437)); (e.offset, e.task, e.id, e.t)
     (437, 1, 's0-t1-e0-n19', 4.37)
@@ -95,6 +98,7 @@ class TaskStream:
         seed: int = 0,
         rate: float | None = None,
         blend: int = 0,
+        segments: Sequence[int] | None = None,
     ) -> None:
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -106,8 +110,13 @@ class TaskStream:
         self.epochs = epochs
         self.seed = seed
         self.rate = rate
-        sizes = [len(t.train) * epochs for t in self.tasks]
+        self.segments = list(range(len(self.tasks))) if segments is None else [int(t) for t in segments]
+        if not self.segments or not all(0 <= t < len(self.tasks) for t in self.segments):
+            raise ValueError(f"segments must name tasks 0..{len(self.tasks) - 1}, got {self.segments}")
+        sizes = [len(self.tasks[t].train) * epochs for t in self.segments]
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        # a task's later segments continue its epoch count (event ids stay unique)
+        self._epoch0 = [self.segments[:k].count(t) * epochs for k, t in enumerate(self.segments)]
         self.blend = blend
         self._windows = self._blend_windows(sizes, blend)  # (lo, positions' source offsets)
         self._orders: dict[tuple[int, int], np.ndarray] = {}
@@ -118,8 +127,8 @@ class TaskStream:
     def __len__(self) -> int:
         return int(self._starts[-1])
 
-    def task_bounds(self) -> list[tuple[int, int]]:
-        """``[start, end)`` offsets of each task."""
+    def segment_bounds(self) -> list[tuple[int, int]]:
+        """``[start, end)`` offsets of each segment (its task: ``segments[k]``)."""
         return [(int(a), int(b)) for a, b in zip(self._starts[:-1], self._starts[1:], strict=True)]
 
     def _order(self, task: int, epoch: int) -> np.ndarray:
@@ -181,7 +190,7 @@ class TaskStream:
                 )
 
     def batches(self, size: int, start: int = 0, stop: int | None = None) -> Iterator[Batch]:
-        """Events ``start <= offset < stop`` grouped ``size`` at a time, never spanning two tasks.
+        """Events ``start <= offset < stop`` grouped ``size`` at a time, never spanning two segments.
 
         Same events, ids and order as :meth:`events`; a task's last batch may be shorter.
         """
@@ -194,16 +203,17 @@ class TaskStream:
         while offset < end:
             hi = min(offset + size, end)
             src = self._source(offset, hi)
-            tasks = np.searchsorted(self._starts, src, side="right") - 1
-            change = np.flatnonzero(tasks != tasks[0])
-            if len(change):  # a batch holds one task's events: cut at the first change
+            segs = np.searchsorted(self._starts, src, side="right") - 1
+            change = np.flatnonzero(segs != segs[0])
+            if len(change):  # a batch holds one segment's events: cut at the first change
                 hi = offset + int(change[0])
                 src = src[: hi - offset]
-            task = int(tasks[0])
+            seg = int(segs[0])
+            task = self.segments[seg]
             split = self.tasks[task].train
             n = len(split)
-            rel = src - self._starts[task]
-            epoch, pos = rel // n, rel % n
+            rel = src - self._starts[seg]
+            epoch, pos = self._epoch0[seg] + rel // n, rel % n
             idx = np.empty(len(src), dtype=np.int64)
             for e in np.unique(epoch):
                 sel = epoch == e
@@ -218,5 +228,6 @@ class TaskStream:
                 epoch=epoch,
                 index=idx,
                 t_first=self._due(offset),
+                segment=seg,
             )
             offset = hi

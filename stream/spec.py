@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -39,7 +41,14 @@ class Drift(BaseModel):
 
 
 class StreamSpec(BaseModel):
-    """Which tasks, how many passes over each, and how fast events arrive.
+    """Which tasks, in what order, how many passes over each, and how fast events arrive.
+
+    ``sequence`` lists the task of each stretch of the stream (*segment*), by the dataset's task
+    numbers; a task may come back (a recurring concept). Tasks are renumbered in the order they
+    first appear (``sequence: [2, 0, 2, 1]`` streams dataset task 2 as task 0, then 0 as task 1,
+    task 0 again, then 1 as task 2; names keep the dataset's identity), so everything downstream
+    sees tasks arrive in index order; tasks the sequence never visits come last, evaluated but
+    never trained.
 
     >>> spec = StreamSpec(tasks="split-digits", n_tasks=2, epochs=1, rate=None)
     >>> len(spec.build(seed=0))
@@ -54,8 +63,40 @@ class StreamSpec(BaseModel):
     rate: float | None = Field(
         400.0, gt=0, description="events per second; null = as fast as the learner goes"
     )
+    sequence: list[int] | None = Field(
+        None, description="task of each segment, in stream order (default: every task once, in order)"
+    )
     drift: Drift = Drift()
     chaos: list[Chaos] = Field(default_factory=list, description="delivery faults on the stream's timeline")
+
+    @model_validator(mode="after")
+    def _sequence_names_tasks(self) -> StreamSpec:
+        seq = self.sequence
+        if seq is None:
+            return self
+        if not seq:
+            raise ValueError("sequence: give at least one task")
+        if bad := [t for t in seq if not 0 <= t < self.n_tasks]:
+            raise ValueError(
+                f"sequence: tasks {bad} out of range 0..{self.n_tasks - 1} (n_tasks={self.n_tasks})"
+            )
+        if any(a == b for a, b in pairwise(seq)):
+            raise ValueError("sequence: the same task twice in a row is one segment (raise epochs instead)")
+        return self
+
+    @property
+    def order(self) -> list[int]:
+        """Dataset task numbers in the order the stream first visits them, then the unvisited ones."""
+        first = list(dict.fromkeys(self.sequence or []))
+        return first + [t for t in range(self.n_tasks) if t not in first]
+
+    @property
+    def segments(self) -> list[int]:
+        """Each segment's task, renumbered by first appearance."""
+        if self.sequence is None:
+            return list(range(self.n_tasks))
+        order = self.order
+        return [order.index(t) for t in self.sequence]
 
     @model_validator(mode="after")
     def _timed_chaos_needs_a_rate(self) -> StreamSpec:
@@ -64,7 +105,9 @@ class StreamSpec(BaseModel):
         return self
 
     def build_tasks(self, seed: int) -> list[Task]:
-        return build_tasks(self.tasks, n_tasks=self.n_tasks, seed=seed)
+        """The scenario's tasks, numbered in the order the stream first visits them."""
+        base = build_tasks(self.tasks, n_tasks=self.n_tasks, seed=seed)
+        return [replace(base[t], index=i) for i, t in enumerate(self.order)]
 
     def build(self, seed: int, tasks: list[Task] | None = None) -> Source:
         clean = TaskStream(
@@ -73,5 +116,6 @@ class StreamSpec(BaseModel):
             seed=seed,
             rate=self.rate,
             blend=self.drift.width,
+            segments=self.segments,
         )
         return Delivery(clean, self.chaos, seed=seed) if self.chaos else clean

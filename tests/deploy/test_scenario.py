@@ -87,3 +87,12 @@ def test_gate_block_is_validated_with_the_field_named() -> None:
     assert parse_scenario("name: d\n", "d.yaml").gate.mode == "on"
     with pytest.raises(ScenarioError, match=r"gate\.forgetting_budget: .*less than or equal to 1"):
         parse_scenario("name: g\ngate: {forgetting_budget: 2}\n", "g.yaml")
+
+
+def test_lora_refuses_a_task_that_comes_back() -> None:
+    from deploy.scenario import parse_scenario
+
+    text = "name: r\nstream: {n_tasks: 3, sequence: [0, 1, 0, 2]}\nlearner: {strategy: {kind: lora}}\n"
+    with pytest.raises(ScenarioError, match=r"line 1: .*a task cannot come back"):
+        parse_scenario(text, "r.yaml")
+    assert parse_scenario(text.replace("lora", "ewc"), "r.yaml").stream.segments == [0, 1, 0, 2]

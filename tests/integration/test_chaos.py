@@ -1,4 +1,4 @@
-"""Every shipped chaos scenario (and the gradual-drift one), run for real (shared Ray cluster, Serve
+"""Every shipped chaos scenario (and gradual-drift, recurring), run for real (shared Ray cluster, Serve
 under load), with the outcomes its YAML promises checked, plus what the metrics endpoint says.
 
 Short versions: the stream runs at twice the shipped rate (the chaos timeline is in stream
@@ -22,7 +22,7 @@ from deploy.runner import RunOptions, run
 from deploy.scenario import load_scenario
 
 CHAOS = chaos_scenarios()
-RUNS = [*CHAOS, "gradual-drift"]  # plus the scenarios that change the stream's shape, not its delivery
+RUNS = [*CHAOS, "gradual-drift", "recurring"]  # and those that shape the stream, not its delivery
 
 
 def _metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -202,3 +202,25 @@ def test_a_killed_evaluator_rebuilds_its_scores_and_metrics(chaos_runs: dict) ->
     acks = sum(len(row["applied"]) for row in report["swaps"])
     assert m[("olsim_swap_staleness_seconds_count", ())] == acks
     assert m[("olsim_model_version", ())] == report["served_version"]
+
+
+def test_a_recurring_task_gets_its_own_rows_and_is_relearnt(chaos_runs: dict) -> None:
+    report, live = chaos_runs["recurring"]
+    assert report["segments"] == [0, 1, 0, 2, 1] and len(report["accuracy_matrix"]) == 5
+    r = report["accuracy_matrix"]
+    assert r[1][0] < 0.5 < r[0][0] and r[2][0] > r[1][0] + 0.5  # forgotten, then relearnt on return
+    assert r[4][1] > r[3][1] + 0.5
+    ends = [t for t in report["timeline"] if t["task_end"]]
+    assert [(t["segment"], t["task"], t["seen_tasks"]) for t in ends] == [
+        (0, 0, 1),
+        (1, 1, 2),
+        (2, 0, 2),
+        (3, 2, 3),
+        (4, 1, 3),
+    ]
+    # the served version (on task 1, all three met) exports accuracy for every task
+    assert {dict(k[1]).get("task") for k in live["metrics"] if k[0] == "olsim_task_accuracy"} == {
+        "0",
+        "1",
+        "2",
+    }

@@ -56,6 +56,18 @@ def test_a_gain_on_one_old_task_does_not_pay_for_forgetting_another(
     assert decision.old_drop == pytest.approx(0.5, abs=0.02)
 
 
+def test_when_a_task_comes_back_the_old_tasks_are_the_others_met(
+    tasks: list[Task], train: Callable[[torch.nn.Module, list[Task]], torch.nn.Module]
+) -> None:
+    """Back on task 0 after task 1: task 1 is the old task (not "tasks before 0", which is none)."""
+    gate = Gate(tasks, SPEC, GateConfig(forgetting_budget=0.1))
+    only0 = train(build_model(SPEC, seed=1), tasks[:1])
+    back = gate.check(Snapshot.from_model(only0, task=0, seen=2), served=(1.0, 1.0, 0.0))
+    assert (back.accepted, back.reason) == (False, "forgetting_budget") and "over 1 task(s)" in back.detail
+    legacy = gate.check(Snapshot.from_model(only0, task=0), served=(1.0, 1.0, 0.0))  # no `seen`: none old
+    assert legacy.accepted and legacy.old_drop is None
+
+
 def test_broken_candidates_are_rejected_even_with_the_gate_off(tasks: list[Task]) -> None:
     gate = Gate(tasks, SPEC, GateConfig(mode="off"))
     model = build_model(SPEC, seed=0)

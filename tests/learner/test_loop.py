@@ -59,7 +59,7 @@ def test_detected_boundaries_fire_on_drift_near_each_switch(monkeypatch: Any) ->
     loop, published = _loop("detected", monkeypatch)
     calls = loop.trainer.strategy.calls  # type: ignore[attr-defined]
     assert "end0" not in calls and calls.count("drift") == len(loop.drifts) == 2
-    truth = [b for _, b in loop.stream.task_bounds()][:-1]
+    truth = [b for _, b in loop.stream.segment_bounds()][:-1]
     for alarm, boundary in zip(loop.drifts, truth, strict=True):
         assert 0 <= alarm - boundary <= 5 * 32  # within a few batches of the switch
     # evaluation still gets one task-end version per task: the accuracy-matrix protocol knows the tasks
@@ -107,7 +107,9 @@ def test_redelivered_events_are_trained_once() -> None:
 
 
 def test_late_events_do_not_reopen_an_ended_task() -> None:
-    bound = StreamSpec(tasks="split-digits", n_tasks=3, epochs=2, rate=None).build(seed=0).task_bounds()[0][1]
+    bound = (
+        StreamSpec(tasks="split-digits", n_tasks=3, epochs=2, rate=None).build(seed=0).segment_bounds()[0][1]
+    )
     loop = _chaotic([{"kind": "reorder", "at": bound - 100, "events": 200, "block": 64}])
     assert loop.tasks_done == [0, 1, 2]
     assert set(loop.ledger) == loop.stream.clean_ids() and set(loop.ledger.values()) == {1}
@@ -223,3 +225,21 @@ def test_a_gradual_drift_is_trained_once_per_event_and_ends_tasks_in_order(monke
     )
     abrupt.run()
     assert loop.trainer.steps > abrupt.trainer.steps
+
+
+def test_a_recurring_task_ends_every_segment_and_trains_each_event_once(monkeypatch: Any) -> None:
+    monkeypatch.setitem(STRATEGIES, "naive", (STRATEGIES["naive"][0], Recorder))
+    spec = StreamSpec(tasks="split-digits", n_tasks=3, epochs=1, rate=None, sequence=[0, 1, 0, 2])
+    metas: list[dict[str, Any]] = []
+
+    def publish(snap: Snapshot) -> int:
+        metas.append(dict(snap.meta))
+        return len(metas)
+
+    loop = LearnerLoop(spec.build(seed=0), LearnerConfig(), seed=0, publish=publish)
+    loop.run()
+    assert loop.tasks_done == [0, 1, 0, 2] and loop.seen == 3
+    assert loop.trainer.strategy.calls == ["end0", "end1", "end0", "end2"]  # type: ignore[attr-defined]
+    ends = [(m["segment"], m["task"], m["seen"]) for m in metas if m["task_end"]]
+    assert ends == [(0, 0, 1), (1, 1, 2), (2, 0, 2), (3, 2, 3)]
+    assert len(loop.ledger) == len(loop.stream) and set(loop.ledger.values()) == {1}

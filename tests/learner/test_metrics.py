@@ -40,5 +40,32 @@ def test_partial_matrix_and_single_row() -> None:
 
 
 def test_malformed_matrix_rejected() -> None:
-    with pytest.raises(ValueError, match="T x N"):
+    with pytest.raises(ValueError, match="does not fit segments"):
         average_accuracy([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]])
+    with pytest.raises(ValueError, match="does not fit segments"):
+        average_accuracy([[0.1, 0.2], [0.3, 0.4]], seq=[0, 2])
+
+
+# A task that comes back: segments train tasks 0, 1, 0, 2. R[s][j] = accuracy on task j after segment s.
+RR = [
+    [0.90, 0.20, 0.10],
+    [0.40, 0.85, 0.15],
+    [0.88, 0.60, 0.12],
+    [0.70, 0.50, 0.95],
+]
+SEQ = [0, 1, 0, 2]
+
+
+def test_recurring_task_definitions_by_hand() -> None:
+    m = summarize(RR, B, SEQ)
+    assert m["acc"] == pytest.approx((0.70 + 0.50 + 0.95) / 3)
+    # BWT against each task's *last* training: task 0 after segment 2, task 1 after segment 1
+    assert m["bwt"] == pytest.approx(((0.70 - 0.88) + (0.50 - 0.85)) / 2)
+    # FWT at each task's first appearance: task 1 from segment 0, task 2 from segment 2
+    assert m["fwt"] == pytest.approx(((0.20 - 0.10) + (0.12 - 0.20)) / 2)
+    # forgetting: best since first seen (task 0: 0.90, task 1: 0.85) minus now
+    assert m["forgetting"] == pytest.approx(((0.90 - 0.70) + (0.85 - 0.50)) / 2)
+
+
+def test_in_order_segments_are_the_gem_definitions() -> None:
+    assert summarize(R, B, seq=[0, 1, 2]) == summarize(R, B)

@@ -132,7 +132,7 @@ def test_a_timed_fault_needs_a_paced_stream() -> None:
 
 
 def test_poison_injects_wrongly_labelled_samples_of_an_old_task() -> None:
-    bound = CLEAN.task_bounds()[0][1]
+    bound = CLEAN.segment_bounds()[0][1]
     d = Delivery(CLEAN, [Poison(at=bound + 10, events=30, task=0)], seed=0)
     recs = _records(d)
     bad = [r for r in recs if "-poison-" in r["id"]]
