@@ -27,6 +27,10 @@ from learner.model import ModelSpec, build_model
 from learner.snapshot import Snapshot
 from stream.tasks import Task, build_tasks
 
+# Locust patches the standard library with gevent when imported: never inside the test process
+# (olsim load runs it as a subprocess); --doctest-modules would otherwise import the locustfile.
+collect_ignore = ["deploy/locustfile.py"]
+
 keep_ray_on_loopback()  # the session's Ray binds to loopback like `olsim run`'s (before ray is imported)
 
 Train = Callable[[torch.nn.Module, list[Task]], torch.nn.Module]

@@ -115,6 +115,32 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="keep serving and exporting metrics S seconds after the run (for scrapes)",
     )
+    ld = sub.add_parser("load", help="load-test /predict (Locust, or open loop) while the learner publishes")
+    target = ld.add_mutually_exclusive_group()
+    target.add_argument("--url", help="a running olsim on this machine (default: start --scenario)")
+    target.add_argument("--scenario", default="split-digits", help="scenario to start (and rows to send)")
+    ld.add_argument(
+        "--mode", choices=["closed", "open"], default="closed", help="closed: Locust users; open: fixed rate"
+    )
+    ld.add_argument(
+        "--users", type=_at_least(1), default=16, help="closed loop: concurrent users (default 16)"
+    )
+    ld.add_argument(
+        "--spawn-rate", type=_at_least(0.01, float), help="users started per second (default: all)"
+    )
+    ld.add_argument(
+        "--rps", type=_at_least(0.01, float), default=200.0, help="open loop: requests/s (default 200)"
+    )
+    ld.add_argument(
+        "--duration", type=_at_least(1, float), default=30.0, metavar="S", help="seconds (default 30)"
+    )
+    ld.add_argument(
+        "--batch-rows", type=_at_least(1), default=32, help="rows per batched request (default 32)"
+    )
+    ld.add_argument(
+        "--batch-share", type=_fraction, default=0.2, help="share of batched requests (default 0.2)"
+    )
+    ld.add_argument("--out", type=Path, default=Path("out/load"), help="report directory (default out/load)")
     rp = sub.add_parser("report", help="rewrite report.txt, report.html and plots/ from DIR/report.json")
     rp.add_argument("dir", type=Path, help="a run's report directory (holds report.json)")
     b = sub.add_parser("bench", help="benchmarks")
@@ -327,6 +353,39 @@ def _bench_knn_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from deploy.loadtest import LoadError, LoadOptions, load, render_text
+
+    if args.url is None:
+        load_scenario(args.scenario)  # unknown names: exit 2 before anything starts
+    try:
+        opts = LoadOptions(
+            url=args.url.rstrip("/") if args.url else None,
+            scenario=args.scenario,
+            mode=args.mode,
+            users=args.users,
+            spawn_rate=args.spawn_rate,
+            rps=args.rps,
+            duration_s=args.duration,
+            batch_rows=args.batch_rows,
+            batch_share=args.batch_share,
+            out=args.out,
+        )
+    except ValidationError as exc:
+        print(f"olsim: error: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    try:
+        report = load(opts)
+    except LoadError as exc:
+        print(f"olsim: load failed: {exc}", file=sys.stderr)
+        return 1
+    print(render_text(report), end="")
+    print(f"report written to {opts.out}/load.json (latency plot: {opts.out}/load-latency.svg)")
+    return 0
+
+
 def _bench_reliability(args: argparse.Namespace) -> int:
     import json
 
@@ -382,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "load":
+            return _load(args)
         if args.command == "bench":
             bench = {
                 "forgetting": _bench_forgetting,

@@ -169,10 +169,11 @@ def _markers(report: dict[str, Any]) -> tuple[list[Marker], list[tuple[str, str,
     return marks, legend
 
 
-def _latency_series(report: dict[str, Any]) -> list[Series]:
-    """Every request's latency as dots, failures apart, and p50/p99 over 2-second windows."""
-    rows = report["requests"]["samples"]
-    t0 = report["started_at"]
+def latency_series(rows: list[list[Any]], t0: float) -> list[Series]:
+    """Every request's latency as dots, failures apart, and p50/p99 over 2-second windows.
+
+    ``rows``: [unix time sent, latency ms, status, ...] per request; x is seconds since ``t0``.
+    """
     ok = [(r[0] - t0, r[1]) for r in rows if r[2] == 200]
     failed = [(r[0] - t0, r[1]) for r in rows if r[2] != 200]
     out = [Series("request (200)", [x for x, _ in ok], [y for _, y in ok], dots=True)]
@@ -246,7 +247,7 @@ def write_plots(report: dict[str, Any], out: Path) -> list[tuple[str, str]]:
             (
                 PLOTS[3],
                 line_chart(
-                    _latency_series(report),
+                    latency_series(report["requests"]["samples"], report["started_at"]),
                     marks,
                     title="/predict latency while the learner publishes",
                     x_label="seconds since the run started (request send time)",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -368,8 +369,11 @@ class Run:
             raise RunError(f"--prometheus: {exc}") from None
         log.info("prometheus url=%s targets=%s", self.prometheus.url, self.prometheus.targets)
 
-    def drive(self, progress: Progress | None) -> tuple[dict[str, Any], bool]:
-        """Follow the learner to the end of the stream (or the deadline); returns its last progress."""
+    def drive(
+        self, progress: Progress | None, stop: threading.Event | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Follow the learner to the end of the stream (or the deadline, or ``stop``); returns its last
+        progress and whether the stream was cut short."""
         opts = self.opts
         deadline = None if opts.duration_s is None else time.monotonic() + opts.duration_s
         last_offset, last_move = -1, time.monotonic()
@@ -389,7 +393,7 @@ class Run:
                 progress({**p, "elapsed_s": time.time() - self.t_start, **get(self.evaluator.live.remote())})
             if p["done"]:
                 return p, False
-            if deadline is not None and time.monotonic() > deadline:
+            if (deadline is not None and time.monotonic() > deadline) or (stop is not None and stop.is_set()):
                 get(self.learner.stop.remote())
                 wait_until(
                     lambda: bool(get(self.learner.progress.remote())["done"]),
@@ -592,12 +596,17 @@ def resolve_token(opts: RunOptions) -> tuple[str, Path | None]:
 
 
 def run(
-    scenario: Scenario, opts: RunOptions, progress: Progress | None = None, on_finished: Hook | None = None
+    scenario: Scenario,
+    opts: RunOptions,
+    progress: Progress | None = None,
+    on_finished: Hook | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Run ``scenario`` end to end and return the report (also written to ``opts.report_dir``).
 
     ``on_finished(report)`` runs after the report is written and before anything is torn down,
     while Serve and the metrics endpoint still answer (tests scrape there; ``--linger`` waits there).
+    Setting ``stop`` ends the stream early, like ``duration_s`` (``olsim load`` uses it).
     """
     import ray
 
@@ -605,7 +614,7 @@ def run(
     r = Run(scenario, opts)
     try:
         r.start()
-        p, truncated = r.drive(progress)
+        p, truncated = r.drive(progress, stop)
         if p["error"]:
             raise RunError(f"learner failed: {p['error']}")
         r.faults.wait_recovered(lambda: get(r.learner.progress.remote()), opts.settle_timeout_s)
