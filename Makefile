@@ -17,20 +17,20 @@ $(BIN)/olsim: pyproject.toml
 
 setup: $(BIN)/olsim
 
-# System tools the tests need: Prometheus + promtool (rule tests, `olsim run --prometheus`) and
-# Chromium (the report page test), from the distribution's packages. As root on Debian/Ubuntu this
-# installs them; anywhere else it names what is missing and how to get it.
-SYSTEM_TOOLS := prometheus promtool chromium
+# System tools the tests need: Prometheus + promtool (rule tests, `olsim run --prometheus`),
+# Chromium (the report page test) and hey (`olsim bench serve`'s load), from the distribution's
+# packages. As root on Debian/Ubuntu this installs them; anywhere else it names what is missing.
+SYSTEM_TOOLS := prometheus promtool chromium hey
 system:
 	@missing=""; for b in $(SYSTEM_TOOLS); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing the Debian packages prometheus and chromium (missing:$$missing)"; \
+	    echo "installing the Debian packages prometheus, chromium and hey (missing:$$missing)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      prometheus chromium >/dev/null || exit 1; \
+	      prometheus chromium hey >/dev/null || exit 1; \
 	  else \
-	    echo "olsim: missing$$missing: install them with 'sudo apt-get install prometheus chromium'" \
-	      "(Debian/Ubuntu), or put Prometheus's and Chromium's binaries on PATH" >&2; exit 1; \
+	    echo "olsim: missing$$missing: install them with 'sudo apt-get install prometheus chromium hey'" \
+	      "(Debian/Ubuntu), or put Prometheus's, Chromium's and hey's binaries on PATH" >&2; exit 1; \
 	  fi; \
 	fi
 

@@ -164,6 +164,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     rl.add_argument("--out", type=Path, default=Path("docs/reliability.md"), help="markdown file to update")
     rl.add_argument("--report-dir", type=Path, default=Path("out/reliability"), help="each run's report")
+    sv = bsub.add_parser("serve", help="req/s: raw torch vs bare uvicorn vs olsim's Serve path, same model")
+    sv.add_argument("--sizes", nargs="+", type=_at_least(1), default=[1, 256], metavar="ROWS")
+    sv.add_argument(
+        "--requests", type=_at_least(1), default=3000, help="per run, 1-row requests (256: a quarter)"
+    )
+    sv.add_argument("--clients", type=_at_least(1), default=16, help="concurrent hey clients (default 16)")
+    sv.add_argument("--repeats", type=_at_least(1), default=3, help="runs per cell; the median is reported")
+    sv.add_argument("--out", type=Path, default=Path("docs/results.md"), help="markdown file to update")
+    sv.add_argument("--json", type=Path, default=Path("out/bench-serve.json"), help="raw results")
     w = bsub.add_parser("swap", help="hot swap: olsim's long-poll vs Ray Serve's reconfigure, same run")
     w.add_argument("--scenario", default="split-digits", help="model, replicas and held-out rows from here")
     w.add_argument("--rounds", type=_at_least(1), default=3, metavar="N")
@@ -402,6 +411,29 @@ def _bench_reliability(args: argparse.Namespace) -> int:
     return 0 if all(r["outcomes_ok"] for r in rows) else EXPECTATION_FAILED
 
 
+def _bench_serve(args: argparse.Namespace) -> int:
+    import json
+
+    from deploy.bench_serve import BenchError, bench_serve, write
+
+    command = (
+        f"olsim bench serve --sizes {' '.join(map(str, args.sizes))} --requests {args.requests} "
+        f"--clients {args.clients} --repeats {args.repeats}"
+    )
+    try:
+        rows = bench_serve(
+            args.sizes, args.requests, args.clients, args.repeats, args.json.parent / "bench-serve"
+        )
+    except BenchError as exc:
+        print(f"olsim: bench serve failed: {exc}", file=sys.stderr)
+        return 2 if "not installed" in str(exc) else 1
+    write(rows, args.out, command, args.clients)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(rows, indent=2))
+    print(f"table written to {args.out}, raw results to {args.json}")
+    return 0
+
+
 def _bench_swap(args: argparse.Namespace) -> int:
     import json
 
@@ -448,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                 "forgetting": _bench_forgetting,
                 "knn-index": _bench_knn_index,
                 "swap": _bench_swap,
+                "serve": _bench_serve,
                 "reliability": _bench_reliability,
             }
             return bench[args.bench](args)

@@ -43,6 +43,7 @@ def _olsim(*args: str) -> subprocess.CompletedProcess[str]:
         (["load", "--users", "0"], "must be >= 1"),
         (["load", "--batch-share", "2"], "must be <= 1"),
         (["load", "--mode", "sideways"], "invalid choice: 'sideways'"),
+        (["bench", "serve", "--clients", "0"], "must be >= 1"),
         (["load", "--url", "http://127.0.0.1:8000", "--scenario", "x"], "not allowed with argument"),
         (["run", "split-digits", "--scrape-interval", "0.1"], "must be >= 0.5"),
         (["run", "split-digits", "--prometheus-port", "70000"], "prometheus_port"),

@@ -36,7 +36,9 @@ def _query_all(api: PrometheusAPI, start: float) -> dict[str, Any]:
     """Every panel target, annotation and recording rule as a range query over the run."""
     import yaml
 
-    end = time.time()
+    # Range-query steps are aligned to ``start``: reach one step past now, so the last step falls
+    # after the newest scrape (a rollback scraped a second ago would otherwise be missed).
+    end = time.time() + SCRAPE_S
     out: dict[str, Any] = {"panels": {}, "annotations": {}, "records": {}}
 
     def attempt(expr: str) -> int | str:
@@ -97,12 +99,13 @@ def _at_end(report: dict[str, Any], live: dict[str, Any]) -> None:
     )
     live["scraped_4xx"] = _wait_for(api, 'ray_serve_num_http_requests_total{status_code="422"}')
     live["scraped_rollback"] = _wait_for(api, "olsim_rollbacks_total{trigger='manual'} > 0")
-    # Like a dashboard that refreshes: query until every panel shows data (Ray's series trail
-    # olsim's by its export interval, and a rate needs two scrapes of them), at most a minute.
+    # Like a dashboard that refreshes: query until every panel and annotation shows data (Ray's
+    # series trail olsim's by its export interval, and a rate needs two scrapes), at most a minute.
     deadline = time.monotonic() + 60.0
     while True:
         live["queries"] = _query_all(api, report["started_at"])
-        empty = [k for k, v in live["queries"]["panels"].items() if v == 0]
+        q = live["queries"]
+        empty = [k for kind in ("panels", "annotations") for k, v in q[kind].items() if v == 0]
         if not empty or time.monotonic() > deadline:
             break
         time.sleep(SCRAPE_S)

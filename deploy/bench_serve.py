@@ -1,0 +1,308 @@
+"""``olsim bench serve``: what serving costs, measured in one run on the same model (MLP 64-256-10).
+
+Paths, each for 1 and 256 rows per request: raw torch forward in this process (the limit, rows/s,
+one torch thread as a replica uses), bare FastAPI + uvicorn (:mod:`deploy.bare_app`: the same
+schema and per-request work, no Ray) and olsim's Serve path as ``olsim run`` deploys it (Serve's
+HTTP proxy, 2 replicas, weights from the registry). Each runs with the learner idle and with a
+learner training at the same time (a separate process running the learner loop over an unpaced
+stream with one torch thread, as the learner actor does). Load: ``hey`` (Debian package ``hey``):
+``requests`` requests from ``clients`` concurrent clients, after a warm-up; the median of
+``repeats`` runs. Ratios are against bare uvicorn measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import torch
+
+from deploy.bench import write_section
+
+log = logging.getLogger(__name__)
+
+START = "<!-- olsim bench serve: start -->"
+END = "<!-- olsim bench serve: end -->"
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot run; the message is one line meant for users."""
+
+
+@dataclass
+class HeyResult:
+    rps: float
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: int = 0  # requests without an HTTP answer (connection refused/reset, timeout)
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+    @property
+    def failed(self) -> int:
+        return self.errors + sum(n for s, n in self.statuses.items() if s != 200)
+
+
+def parse_hey(text: str) -> HeyResult:
+    """Read ``hey``'s summary.
+
+    >>> r = parse_hey('''Summary:
+    ...   Requests/sec:\\t1234.5678
+    ... Latency distribution:
+    ...   50%% in 0.0061 secs
+    ...   99%% in 0.0180 secs
+    ... Status code distribution:
+    ...   [200]\\t2990 responses
+    ...   [503]\\t4 responses
+    ... Error distribution:
+    ...   [6]\\tPost "http://127.0.0.1:1/predict": dial tcp: connection refused
+    ... '''.replace("%%", "%"))
+    >>> r.rps, r.statuses, r.errors, r.failed, r.p50_ms
+    (1234.5678, {200: 2990, 503: 4}, 6, 10, 6.1)
+    """
+    rps = re.search(r"Requests/sec:\s*([0-9.]+)", text)
+    if rps is None:
+        raise BenchError(f"hey printed no summary: {text.strip()[:200]!r}")
+    statuses = {int(c): int(n) for c, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", text)}
+    errors = 0
+    if "Error distribution:" in text:
+        errors = sum(
+            int(n) for n in re.findall(r"^\s*\[(\d+)\]\s+\D", text.split("Error distribution:")[1], re.M)
+        )
+
+    def pct(q: str) -> float | None:
+        m = re.search(rf"{q}% in ([0-9.]+) secs", text)
+        return None if m is None else round(float(m.group(1)) * 1e3, 3)
+
+    return HeyResult(float(rps.group(1)), statuses, errors, pct("50"), pct("99"))
+
+
+def hey(url: str, body: Path, requests: int, clients: int) -> HeyResult:
+    if shutil.which("hey") is None:
+        raise BenchError("`hey` is not installed: apt-get install hey (Debian/Ubuntu)")
+    cmd = ["hey", "-n", str(requests), "-c", str(clients), "-m", "POST", "-T", "application/json"]
+    done = subprocess.run(
+        [*cmd, "-t", "20", "-D", str(body), url], capture_output=True, text=True, timeout=600
+    )
+    return parse_hey(done.stdout)
+
+
+def torch_rows_per_s(rows: int, seconds: float = 2.0) -> float:
+    """Forward passes of the MLP on ``rows`` rows, one torch thread, for ``seconds``: rows/s."""
+    from learner.model import ModelSpec, build_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = build_model(ModelSpec(), seed=0).eval()
+        x = torch.rand(rows, 64)
+        n, t0 = 0, time.perf_counter()
+        with torch.inference_mode():
+            while time.perf_counter() - t0 < seconds:
+                model(x).argmax(dim=1)
+                n += 1
+        return n * rows / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise BenchError(f"{url} did not answer within {timeout_s:.0f}s")
+
+
+@contextmanager
+def bare_uvicorn() -> Iterator[str]:
+    """The bare baseline app in its own process; yields its /predict URL."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "deploy.bare_app", "--port", str(port)])
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/docs")
+        yield f"http://127.0.0.1:{port}/predict"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@contextmanager
+def learner_training(on: bool) -> Iterator[None]:
+    """With ``on``: a learner loop training in its own process for as long as the block runs."""
+    if not on:
+        yield
+        return
+    proc = subprocess.Popen([sys.executable, "-m", "deploy.bench_serve", "train"])
+    try:
+        time.sleep(2.0)  # imports done, training under way
+        if proc.poll() is not None:
+            raise BenchError(f"the training process exited with {proc.returncode}")
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def train_forever() -> None:
+    """What the ``train`` subprocess runs: the learner loop over unpaced streams, again and again."""
+    from learner.config import LearnerConfig
+    from learner.loop import LearnerLoop
+    from stream.spec import StreamSpec
+
+    torch.set_num_threads(1)
+    spec = StreamSpec(tasks="split-digits", n_tasks=5, epochs=50, rate=None)
+    seed = 0
+    while True:
+        LearnerLoop(spec.build(seed), LearnerConfig(), seed=seed, publish=lambda _s: None).run()
+        seed += 1
+
+
+@contextmanager
+def olsim_serve() -> Iterator[str]:
+    """olsim's Serve application as ``olsim run`` deploys it (gate off), serving one version."""
+    from deploy.runner import ServingStack, connect_ray, get, wait_until
+    from deploy.scenario import load_scenario
+    from learner.model import build_model
+    from learner.snapshot import Snapshot
+
+    started = connect_ray(None, 0)
+    scenario = load_scenario("split-digits")
+    stack = ServingStack(scenario, gate=False)
+    try:
+        stack.start_registry()
+        stack.start_serve()
+        get(stack.registry.publish.remote(Snapshot.from_model(build_model(scenario.learner.model, seed=0))))
+        if not wait_until(stack.replicas_current, 60, "replicas to serve version 1"):
+            raise BenchError("Serve replicas did not load the version within 60s")
+        cfg = scenario.serving
+        yield f"http://{cfg.host}:{cfg.port}/predict"
+    finally:
+        stack.stop()
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _bodies(out: Path, sizes: list[int]) -> dict[int, Path]:
+    from deploy.loadtest import held_out_rows
+
+    rows = held_out_rows("split-digits")
+    rng = np.random.default_rng(0)
+    paths = {}
+    out.mkdir(parents=True, exist_ok=True)
+    for n in sizes:
+        p = out / f"body-{n}.json"
+        p.write_text(json.dumps({"inputs": rows[rng.integers(len(rows), size=n)].tolist()}))
+        paths[n] = p
+    return paths
+
+
+def _measure(url: str, body: Path, requests: int, clients: int, repeats: int) -> dict[str, Any]:
+    hey(url, body, max(clients, requests // 10), clients)  # warm-up: connections, caches, JIT paths
+    runs = [hey(url, body, requests, clients) for _ in range(repeats)]
+    best = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]  # the median run
+    return {
+        "rps": statistics.median(r.rps for r in runs),
+        "rps_runs": [round(r.rps, 1) for r in runs],
+        "failed": sum(r.failed for r in runs),
+        "sent": requests * repeats,
+        "p50_ms": best.p50_ms,
+        "p99_ms": best.p99_ms,
+        "statuses": {str(k): v for r in runs for k, v in r.statuses.items()},
+    }
+
+
+def bench_serve(
+    sizes: list[int], requests: int, clients: int, repeats: int, work: Path
+) -> list[dict[str, Any]]:
+    """One row per (learner idle/training, rows per request)."""
+    bodies = _bodies(work, sizes)
+    rows_out: list[dict[str, Any]] = []
+    with olsim_serve() as serve_url, bare_uvicorn() as bare_url:
+        for training in (False, True):
+            with learner_training(training):
+                for n in sizes:
+                    reqs = max(clients, requests if n == 1 else requests // 4)
+                    log.warning(
+                        "bench serve: learner %s, %d rows/request", "training" if training else "idle", n
+                    )
+                    raw = statistics.median(torch_rows_per_s(n) for _ in range(repeats))
+                    bare = _measure(bare_url, bodies[n], reqs, clients, repeats)
+                    olsim = _measure(serve_url, bodies[n], reqs, clients, repeats)
+                    rows_out.append(
+                        {
+                            "learner": "training" if training else "idle",
+                            "rows": n,
+                            "raw_torch_rows_s": raw,
+                            "bare": bare,
+                            "olsim": olsim,
+                            "ratio": olsim["rps"] / bare["rps"] if bare["rps"] else None,
+                        }
+                    )
+    return rows_out
+
+
+TARGETS = {1: 0.6, 256: 0.8}  # olsim / bare uvicorn, learner idle (issue 7)
+
+
+def render(rows: list[dict[str, Any]], command: str, clients: int) -> str:
+    lines = [
+        START,
+        f"Command: `{command}` (2-core machine, MLP 64-256-10, `hey` with {clients} clients; "
+        "req/s is the median of the repeats; olsim: Serve's HTTP proxy, 2 replicas).",
+        "",
+        "| learner | rows/request | raw torch rows/s (1 thread) | bare uvicorn req/s | olsim Serve req/s "
+        "| olsim / bare | target | olsim p50 / p99 ms | failed / sent (olsim) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        target = TARGETS.get(r["rows"]) if r["learner"] == "idle" else None
+        met = "" if target is None else f"{target:g}x: {'met' if r['ratio'] >= target else 'missed'}"
+        o = r["olsim"]
+        lines.append(
+            f"| {r['learner']} | {r['rows']} | {r['raw_torch_rows_s']:,.0f} | {r['bare']['rps']:,.0f} "
+            f"| {o['rps']:,.0f} | {r['ratio']:.2f} | {met or '-'} | {o['p50_ms']} / {o['p99_ms']} "
+            f"| {o['failed']} / {o['sent']} |"
+        )
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write(rows: list[dict[str, Any]], path: Path, command: str, clients: int) -> None:
+    write_section(path, render(rows, command, clients), title="Serving throughput (`olsim bench serve`)")
+
+
+def main() -> None:
+    """``python -m deploy.bench_serve train``: the training process of :func:`learner_training`."""
+    if sys.argv[1:] == ["train"]:
+        train_forever()
+    else:
+        raise SystemExit("usage: python -m deploy.bench_serve train  (olsim bench serve runs the benchmark)")
+
+
+if __name__ == "__main__":
+    main()
