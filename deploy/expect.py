@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from learner.metrics import old_tasks
+
 
 class Bound(BaseModel):
     """``min <= value <= max``; give either or both."""
@@ -57,7 +59,7 @@ def served_old_task_drops(r: dict[str, Any]) -> list[float]:
         v = scored.get(s["version"])
         if v is None:
             continue
-        old = [j for j in range(v.get("seen_tasks") or v["task"] + 1) if j != v["task"]]
+        old = old_tasks(v["task"], v.get("seen_tasks") or 0)
         if prev is not None and s["kind"] == "publish" and old:
             drops.append(
                 round(sum(max(0.0, prev["accuracies"][j] - v["accuracies"][j]) for j in old) / len(old), 6)

@@ -95,23 +95,34 @@ class LoadGenerator:
     def summary(self, samples: list[Sample] | None = None) -> dict[str, Any]:
         """Counts and latency percentiles of ``samples`` (default: every request so far)."""
         samples = sorted(self.samples if samples is None else samples, key=lambda s: s.sent_at)
-        ok = [s for s in samples if s.status == 200]
-        lat = np.array([s.latency_s for s in ok]) * 1e3
-        by_status: dict[str, int] = {}
-        for s in samples:
-            by_status[str(s.status)] = by_status.get(str(s.status), 0) + 1
-        return {
-            "count": len(samples),
-            "errors": len(samples) - len(ok),
-            "by_status": by_status,
-            "latency_ms": {
-                f"p{q}": float(np.percentile(lat, q)) if len(lat) else None for q in (50, 90, 95, 99, 99.9)
-            }
-            | {"max": float(lat.max()) if len(lat) else None},
-            "versions_seen": sorted({s.version for s in ok if s.version is not None}),
-            # one row per request: [unix time sent, latency ms, HTTP status (0 = none), version, replica]
-            "samples": [
-                [round(s.sent_at, 4), round(s.latency_s * 1e3, 3), s.status, s.version, s.replica]
-                for s in samples[: self.max_samples_kept]
-            ],
+        # one row per request: [unix time sent, latency ms, HTTP status (0 = none), version, replica]
+        rows = [
+            [round(s.sent_at, 4), round(s.latency_s * 1e3, 3), s.status, s.version, s.replica]
+            for s in samples
+        ]
+        return summarize_rows(rows) | {"samples": rows[: self.max_samples_kept]}
+
+
+def summarize_rows(rows: list[list[Any]]) -> dict[str, Any]:
+    """Count, errors, answers by status, latency percentiles of the 200s and the versions that
+    answered, from rows of [unix time sent, latency ms, status (0 = no answer), version, ...].
+
+    >>> s = summarize_rows([[0.0, 10.0, 200, 1], [0.1, 30.0, 200, 2], [0.2, 5.0, 503, None]])
+    >>> s["count"], s["errors"], s["by_status"], s["latency_ms"]["p50"], s["versions_seen"]
+    (3, 1, {'200': 2, '503': 1}, 20.0, [1, 2])
+    """
+    ok = [r for r in rows if r[2] == 200]
+    lat = np.array([r[1] for r in ok], dtype=float)
+    by_status: dict[str, int] = {}
+    for r in rows:
+        by_status[str(r[2])] = by_status.get(str(r[2]), 0) + 1
+    return {
+        "count": len(rows),
+        "errors": len(rows) - len(ok),
+        "by_status": by_status,
+        "latency_ms": {
+            f"p{q}": float(np.percentile(lat, q)) if len(lat) else None for q in (50, 90, 95, 99, 99.9)
         }
+        | {"max": float(lat.max()) if len(lat) else None},
+        "versions_seen": sorted({r[3] for r in ok if r[3] is not None}),
+    }

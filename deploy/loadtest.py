@@ -35,6 +35,8 @@ import httpx
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from deploy.load import LoadGenerator, summarize_rows
+
 log = logging.getLogger(__name__)
 
 
@@ -132,8 +134,6 @@ def run_locust(url: str, opts: LoadOptions, rows_path: Path, samples_path: Path)
 
 
 def run_open(url: str, opts: LoadOptions, rows: np.ndarray) -> list[list[Any]]:
-    from deploy.load import LoadGenerator
-
     gen = LoadGenerator(f"{url}/predict", rows, rps=opts.rps, seed=opts.seed, workers=64)
     gen.start()
     time.sleep(opts.duration_s)
@@ -172,24 +172,25 @@ def summarize(samples: list[list[Any]], opts: LoadOptions, started_at: float) ->
     >>> r["by_rows"]["32"]["count"], r["by_rows"]["1"]["p50"], round(r["achieved_rps"], 1)
     (1, 14.5, 10.9)
     """
-    ok = [s for s in samples if s[2] == 200]
-    lat = np.array([s[1] for s in ok], dtype=float)
+
+    def size(s: list[Any]) -> int:
+        return int(s[5]) if len(s) > 5 else 1
+
+    overall = summarize_rows(samples)
     by_rows: dict[str, dict[str, Any]] = {}
-    for n in sorted({int(s[5]) if len(s) > 5 else 1 for s in samples}):
-        mine = [s for s in samples if (int(s[5]) if len(s) > 5 else 1) == n]
-        good = np.array([s[1] for s in mine if s[2] == 200], dtype=float)
+    for n in sorted({size(s) for s in samples}):
+        part = summarize_rows([s for s in samples if size(s) == n])
+        lat = part["latency_ms"]
         by_rows[str(n)] = {
-            "count": len(mine),
-            "errors": sum(1 for s in mine if s[2] != 200),
-            "p50": float(np.percentile(good, 50)) if len(good) else None,
-            "p99": float(np.percentile(good, 99)) if len(good) else None,
+            "count": part["count"],
+            "errors": part["errors"],
+            "p50": lat["p50"],
+            "p99": lat["p99"],
         }
-    by_status: dict[str, int] = {}
-    for s in samples:
-        by_status[str(s[2])] = by_status.get(str(s[2]), 0) + 1
     per_version: dict[str, int] = {}
-    for s in ok:
-        per_version[str(s[3])] = per_version.get(str(s[3]), 0) + 1
+    for s in samples:
+        if s[2] == 200:
+            per_version[str(s[3])] = per_version.get(str(s[3]), 0) + 1
     span = max((s[0] for s in samples), default=started_at) - min((s[0] for s in samples), default=started_at)
     achieved = len(samples) / max(span, 1e-9) if len(samples) > 1 else 0.0
     return {
@@ -198,15 +199,11 @@ def summarize(samples: list[list[Any]], opts: LoadOptions, started_at: float) ->
         "requested_rps": opts.rps if opts.mode == "open" else None,
         "achieved_rps": achieved,
         "duration_s": opts.duration_s,
-        "count": len(samples),
-        "errors": len(samples) - len(ok),
-        "error_rate": (len(samples) - len(ok)) / len(samples) if samples else None,
-        "by_status": by_status,
-        "latency_ms": {
-            name: (float(np.percentile(lat, q)) if len(lat) else None)
-            for name, q in (("p50", 50), ("p95", 95), ("p99", 99), ("p99.9", 99.9))
-        }
-        | {"max": float(lat.max()) if len(lat) else None},
+        "count": overall["count"],
+        "errors": overall["errors"],
+        "error_rate": overall["errors"] / overall["count"] if samples else None,
+        "by_status": overall["by_status"],
+        "latency_ms": overall["latency_ms"],
         "by_rows": by_rows,
         "versions_served": per_version,
         "swaps_observed": observed_swaps(samples),

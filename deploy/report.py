@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from deploy.plots import Marker, Series, bar_chart, heatmap, line_chart
+from learner.metrics import forgetting_per_task
 
 
 def _fmt(v: float | None, signed: bool = False) -> str:
@@ -107,21 +108,6 @@ def render_text(report: dict[str, Any]) -> str:
 
 
 # -- report.html --------------------------------------------------------------------------------
-def per_task_forgetting(matrix: list[list[float]], segments: list[int] | None = None) -> dict[int, float]:
-    """Forgetting of each task met before the last segment: its best accuracy since it was first
-    learnt minus the final one (``segments``: each row's task; default row i = task i).
-
-    >>> {j: round(f, 3) for j, f in per_task_forgetting([[0.9, 0.1], [0.6, 0.8], [0.7, 0.5]]).items()}
-    {0: 0.2, 1: 0.3}
-    """
-    last = len(matrix) - 1
-    seq = list(range(len(matrix))) if segments is None else segments[: len(matrix)]
-    first: dict[int, int] = {}
-    for k, t in enumerate(seq[:last]):
-        first.setdefault(t, k)
-    return {j: max(matrix[k][j] for k in range(f, last)) - matrix[last][j] for j, f in first.items()}
-
-
 def served_accuracy_series(report: dict[str, Any]) -> list[Series]:
     """Each task's test accuracy under whatever version was served, as steps over run time.
 
@@ -204,7 +190,7 @@ def write_plots(report: dict[str, Any], out: Path) -> list[tuple[str, str]]:
     names = [t["name"] for t in report["tasks"]]
     matrix = report["accuracy_matrix"]
     marks, marks_legend = _markers(report)
-    forgot = per_task_forgetting(matrix, report.get("segments")) if matrix else {}
+    forgot = forgetting_per_task(matrix, report.get("segments")) if matrix else {}
     duration = report.get("duration_s") or 1.0
     charts = [
         (

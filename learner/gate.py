@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from learner.metrics import accuracy
+from learner.metrics import accuracy, old_tasks
 from learner.model import ModelSpec, build_model
 from learner.snapshot import Snapshot, SnapshotError
 from stream.tasks import Split, Task
@@ -128,8 +128,8 @@ class Gate:
             return broken
         scores = self.scores(candidate)
         task = min(max(int(candidate.meta.get("task", 0)), 0), len(self.tasks) - 1)
-        seen = min(int(candidate.meta.get("seen", 0)) or task + 1, len(self.tasks))
-        old = [j for j in range(seen) if j != task]  # tasks met before, other than the one being learnt
+        seen = min(int(candidate.meta.get("seen", 0)), len(self.tasks))
+        old = old_tasks(task, seen)
         drop = None
         if served is not None and len(old) > 0:
             drop = float(np.mean([max(0.0, served[j] - scores[j]) for j in old]))

@@ -42,6 +42,16 @@ def accuracy(
     return float((pred == split.y).mean())
 
 
+def old_tasks(task: int, seen: int = 0) -> list[int]:
+    """The tasks a version learning ``task`` can forget: every other task met so far (``seen`` of
+    them, first met in index order; 0 for records that do not say: the tasks before ``task``).
+
+    >>> old_tasks(2), old_tasks(0, seen=3)
+    ([0, 1], [1, 2])
+    """
+    return [j for j in range(seen or task + 1) if j != task]
+
+
 def _prepare(r: Matrix, seq: Sequence[int] | None) -> tuple[np.ndarray, list[int]]:
     m = np.asarray(r, dtype=float)
     tasks = list(range(m.shape[0])) if seq is None else [int(t) for t in seq]
@@ -104,22 +114,31 @@ def forward_transfer(r: Matrix, b: Sequence[float], seq: Sequence[int] | None = 
     return float(np.mean([m[f - 1, j] - b[j] for j, f in later]))
 
 
+def forgetting_per_task(r: Matrix, seq: Sequence[int] | None = None) -> dict[int, float]:
+    """For each task j first seen before the last segment: max_{f_j <= k < S-1} R[k][j] - R[S-1][j]
+    (its best accuracy since it was first learnt, minus the final one).
+
+    >>> r = [[0.9, 0.1, 0.0], [0.6, 0.8, 0.0], [0.7, 0.5, 1.0]]
+    >>> {j: round(f, 3) for j, f in forgetting_per_task(r).items()}
+    {0: 0.2, 1: 0.3}
+    """
+    m, tasks = _prepare(r, seq)
+    last = len(tasks) - 1
+    return {
+        j: float(max(m[k, j] for k in range(f, last)) - m[last, j])
+        for j, f in _first(tasks).items()
+        if f < last
+    }
+
+
 def forgetting(r: Matrix, seq: Sequence[int] | None = None) -> float | None:
-    """Average forgetting (Chaudhry et al. 2018): mean over tasks j first seen before the last
-    segment of max_{f_j <= k < S-1} R[k][j] - R[S-1][j].
+    """Average forgetting (Chaudhry et al. 2018): the mean of :func:`forgetting_per_task`.
 
     >>> round(forgetting([[0.9, 0.1], [0.5, 0.8]]), 6)
     0.4
     """
-    m, tasks = _prepare(r, seq)
-    last = len(tasks) - 1
-    if last < 1:
-        return None
-    return float(
-        np.mean(
-            [max(m[k, j] for k in range(f, last)) - m[last, j] for j, f in _first(tasks).items() if f < last]
-        )
-    )
+    per_task = forgetting_per_task(r, seq)
+    return float(np.mean(list(per_task.values()))) if per_task else None
 
 
 def summarize(

@@ -86,8 +86,14 @@ class Journal:
     def load_version(self, number: int) -> Snapshot:
         return Snapshot.from_state(checkpoint.load(self._version_path(number)))
 
-    def drop_versions(self, keep: set[int]) -> None:
-        """Delete the files of versions not in ``keep`` (dropped by retention, or never journaled)."""
-        for p in (self.root / "versions").glob("*.npz"):
-            if int(p.stem) not in keep:
-                p.unlink(missing_ok=True)
+    def remove_versions(self, numbers: list[int]) -> None:
+        """Delete these versions' files (dropped by retention)."""
+        for n in numbers:
+            self._version_path(n).unlink(missing_ok=True)
+
+    def keep_only(self, keep: set[int]) -> None:
+        """Delete every version file not in ``keep`` (on restore: files the journal never accepted,
+        or whose drop was journaled before the file went)."""
+        self.remove_versions(
+            [int(p.stem) for p in (self.root / "versions").glob("*.npz") if int(p.stem) not in keep]
+        )

@@ -165,7 +165,7 @@ class Registry:
                 self._swaps.append(Swap(**rec["swap"]))
         for n, (at, scores) in meta.items():
             self._versions[n] = Version(n, journal.load_version(n), at, scores)
-        journal.drop_versions(set(meta))
+        journal.keep_only(set(meta))
         if self._changes:
             last = self._changes[-1]
             self._current = Current(last.generation, self._versions[last.version], last.at, last.kind)
@@ -239,8 +239,7 @@ class Registry:
                         },
                         sync=True,
                     )
-                    if dropped:
-                        self.journal.drop_versions(set(self._versions))
+                    self.journal.remove_versions(dropped)
                 return result
 
     async def _judge(self, snapshot: Snapshot) -> Decision:

@@ -241,7 +241,6 @@ class Delivery:
         end = len(self) if stop is None else min(stop, len(self))
         group: list[Event] = []
         first, kinds, seg = start, list[str](), -1
-        starts = np.array([a for a, _ in self.segment_bounds()])
         for i in range(start, end):
             s = self.slots[i]
             got = self.ingest(self.record(i))
@@ -251,7 +250,7 @@ class Delivery:
                 if len(self.dead_letters) < MAX_DEAD_LETTERS_KEPT:
                     self.dead_letters.append(got)
                 continue
-            here = int(np.searchsorted(starts, s.offset, side="right") - 1)  # the segment it poses in
+            here = int(self.stream.segment_of(np.asarray(s.offset)))  # the segment it poses in
             if group and (got.task != group[0].task or here != seg or len(group) == size):
                 yield self._batch(group, first, i, kinds, seg)
                 group, first, kinds = [], i, []

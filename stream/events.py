@@ -127,6 +127,10 @@ class TaskStream:
     def __len__(self) -> int:
         return int(self._starts[-1])
 
+    def segment_of(self, offsets: np.ndarray) -> np.ndarray:
+        """The segment each (abrupt-stream) offset lies in."""
+        return np.searchsorted(self._starts, offsets, side="right") - 1
+
     def segment_bounds(self) -> list[tuple[int, int]]:
         """``[start, end)`` offsets of each segment (its task: ``segments[k]``)."""
         return [(int(a), int(b)) for a, b in zip(self._starts[:-1], self._starts[1:], strict=True)]
@@ -203,7 +207,7 @@ class TaskStream:
         while offset < end:
             hi = min(offset + size, end)
             src = self._source(offset, hi)
-            segs = np.searchsorted(self._starts, src, side="right") - 1
+            segs = self.segment_of(src)
             change = np.flatnonzero(segs != segs[0])
             if len(change):  # a batch holds one segment's events: cut at the first change
                 hi = offset + int(change[0])

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import PageCheck
 from deploy.cli import main
-from deploy.report import PLOTS, per_task_forgetting, served_accuracy_series, write_html
+from deploy.report import PLOTS, served_accuracy_series, write_html
+from learner.metrics import forgetting_per_task
 
 
 def _report() -> dict[str, Any]:
@@ -72,11 +73,11 @@ def _report() -> dict[str, Any]:
 
 
 def test_forgetting_per_task_from_the_matrix() -> None:
-    assert per_task_forgetting(_report()["accuracy_matrix"]) == pytest.approx({0: 0.6, 1: 0.35})
-    assert per_task_forgetting([[1.0]]) == {}
+    assert forgetting_per_task(_report()["accuracy_matrix"]) == pytest.approx({0: 0.6, 1: 0.35})
+    assert forgetting_per_task([[1.0]]) == {}
     # task 0 comes back in segment 2: its forgetting counts from its best since first learnt
     rr = [[0.9, 0.1, 0.0], [0.3, 0.8, 0.0], [0.95, 0.5, 0.1], [0.6, 0.4, 0.9]]
-    assert per_task_forgetting(rr, [0, 1, 0, 2]) == pytest.approx({0: 0.35, 1: 0.4})
+    assert forgetting_per_task(rr, [0, 1, 0, 2]) == pytest.approx({0: 0.35, 1: 0.4})
 
 
 def test_served_accuracy_follows_swaps_including_rollbacks() -> None:
