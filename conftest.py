@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from deploy.ingress import DEFAULT_INGRESS, use_ingress
 from deploy.runner import keep_ray_on_loopback
 from learner.model import ModelSpec, build_model
 from learner.snapshot import Snapshot
@@ -32,6 +33,7 @@ from stream.tasks import Task, build_tasks
 collect_ignore = ["deploy/locustfile.py"]
 
 keep_ray_on_loopback()  # the session's Ray binds to loopback like `olsim run`'s (before ray is imported)
+use_ingress(DEFAULT_INGRESS)  # and serves HTTP the way `olsim run` does by default
 
 Train = Callable[[torch.nn.Module, list[Task]], torch.nn.Module]
 PageCheck = Callable[[Path], dict[str, int]]

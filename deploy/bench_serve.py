@@ -3,9 +3,10 @@
 Paths, each for 1 and 256 rows per request: raw torch forward in this process (the limit, rows/s,
 one torch thread as a replica uses), bare FastAPI + uvicorn (:mod:`deploy.bare_app`: the same
 schema and per-request work, no Ray) and olsim's Serve path as ``olsim run`` deploys it (Serve's
-HTTP proxy, 2 replicas, weights from the registry). Each runs with the learner idle and with a
-learner training at the same time (a separate process running the learner loop over an unpaced
-stream with one torch thread, as the learner actor does). Load: ``hey`` (Debian package ``hey``):
+HTTP ingress in each mode of :mod:`deploy.ingress`, each with its own Ray, 2 replicas, weights
+from the registry). Each runs with the learner idle and with a learner training at the same
+time (a separate process running the learner loop over an unpaced stream with one torch thread,
+as the learner actor does). Load: ``hey`` (Debian package ``hey``):
 ``requests`` requests from ``clients`` concurrent clients, after a warm-up; the median of
 ``repeats`` runs. Ratios are against bare uvicorn measured in the same run.
 """
@@ -180,16 +181,26 @@ def train_forever() -> None:
         seed += 1
 
 
-@contextmanager
-def olsim_serve() -> Iterator[str]:
-    """olsim's Serve application as ``olsim run`` deploys it (gate off), serving one version."""
+def serve_forever(ingress: str, port: int) -> None:
+    """What the ``serve`` subprocess runs: olsim's Serve application as ``olsim run`` deploys it (gate
+    off) with its own Ray in ``ingress`` mode on ``port``, serving one version; prints ``url URL`` once the
+    replicas serve it and stops when its stdin closes."""
+    from deploy.ingress import use_ingress
+    from deploy.runner import keep_ray_on_loopback
+
+    keep_ray_on_loopback()
+    use_ingress(ingress)  # before Ray starts: its processes read these switches
+    import ray
+
     from deploy.runner import ServingStack, connect_ray, get, wait_until
     from deploy.scenario import load_scenario
     from learner.model import build_model
     from learner.snapshot import Snapshot
 
-    started = connect_ray(None, 0)
+    connect_ray(None, 0)
     scenario = load_scenario("split-digits")
+    serving = scenario.serving.model_copy(update={"port": port})
+    scenario = scenario.model_copy(update={"serving": serving})
     stack = ServingStack(scenario, gate=False)
     try:
         stack.start_registry()
@@ -198,13 +209,39 @@ def olsim_serve() -> Iterator[str]:
         if not wait_until(stack.replicas_current, 60, "replicas to serve version 1"):
             raise BenchError("Serve replicas did not load the version within 60s")
         cfg = scenario.serving
-        yield f"http://{cfg.host}:{cfg.port}/predict"
+        print(f"url http://{cfg.host}:{cfg.port}/predict", flush=True)
+        sys.stdin.read()  # until the parent closes our stdin
     finally:
         stack.stop()
-        if started:
-            import ray
+        ray.shutdown()
 
-            ray.shutdown()
+
+@contextmanager
+def olsim_serve(ingress: str) -> Iterator[str]:
+    """olsim's Serve path in ``ingress`` mode, in its own process with its own Ray (the ingress is a
+    setting Ray reads when it starts); yields its /predict URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deploy.bench_serve", "serve", ingress, str(_free_port())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        line = proc.stdout.readline()  # "url ..." once serving, "" if it died
+        if not line.startswith("url "):
+            proc.wait(timeout=60)
+            raise BenchError(f"olsim's Serve path ({ingress}) did not start (exit code {proc.returncode})")
+        url = line.split()[1]
+        _wait_http(url.rsplit("/", 1)[0] + "/healthz")
+        yield url
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _bodies(out: Path, sizes: list[int]) -> dict[int, Path]:
@@ -238,72 +275,169 @@ def _measure(url: str, body: Path, requests: int, clients: int, repeats: int) ->
     }
 
 
+def _ratio(olsim: dict[str, Any], bare: dict[str, Any]) -> float | None:
+    return olsim["rps"] / bare["rps"] if bare["rps"] else None
+
+
+def overload(concurrency: list[int], requests: int, work: Path) -> list[dict[str, Any]]:
+    """olsim's default path at and beyond capacity: one ``hey`` run of single-row requests per
+    client count in ``concurrency``: statuses, connection errors and latency."""
+    from deploy.ingress import DEFAULT_INGRESS
+
+    if not concurrency:
+        return []
+    body = _bodies(work, [1])[1]
+    out = []
+    with olsim_serve(DEFAULT_INGRESS) as url:
+        runs = []
+        for c in concurrency:
+            log.warning("bench serve: overload, %d clients", c)
+            runs.append((c, hey(url, body, max(c, requests), c)))
+    for c, r in runs:
+        out.append(
+            {
+                "clients": c,
+                "rps": r.rps,
+                "statuses": {str(k): v for k, v in sorted(r.statuses.items())},
+                "errors": r.errors,
+                "p50_ms": r.p50_ms,
+                "p99_ms": r.p99_ms,
+            }
+        )
+    return out
+
+
 def bench_serve(
-    sizes: list[int], requests: int, clients: int, repeats: int, work: Path
+    sizes: list[int],
+    requests: int,
+    clients: int,
+    repeats: int,
+    work: Path,
+    modes: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per (learner idle/training, rows per request)."""
+    """One row per (learner idle/training, rows per request): raw torch, bare uvicorn and olsim in
+    each ingress mode (``modes``, default all), in one run."""
+    from deploy.ingress import INGRESS_MODES
+
+    modes = list(modes or INGRESS_MODES)
     bodies = _bodies(work, sizes)
-    rows_out: list[dict[str, Any]] = []
-    with olsim_serve() as serve_url, bare_uvicorn() as bare_url:
+    cells = [(training, n) for training in (False, True) for n in sizes]
+
+    def reqs(n: int) -> int:
+        return max(clients, requests if n == 1 else requests // 4)
+
+    raw: dict[tuple[bool, int], float] = {}
+
+    def each_cell(url: str, what: str) -> dict[tuple[bool, int], dict[str, Any]]:
+        out = {}
         for training in (False, True):
             with learner_training(training):
                 for n in sizes:
-                    reqs = max(clients, requests if n == 1 else requests // 4)
                     log.warning(
-                        "bench serve: learner %s, %d rows/request", "training" if training else "idle", n
+                        "bench serve: %s, learner %s, %d rows/request",
+                        what,
+                        "training" if training else "idle",
+                        n,
                     )
-                    raw = statistics.median(torch_rows_per_s(n) for _ in range(repeats))
-                    bare = _measure(bare_url, bodies[n], reqs, clients, repeats)
-                    olsim = _measure(serve_url, bodies[n], reqs, clients, repeats)
-                    rows_out.append(
-                        {
-                            "learner": "training" if training else "idle",
-                            "rows": n,
-                            "raw_torch_rows_s": raw,
-                            "bare": bare,
-                            "olsim": olsim,
-                            "ratio": olsim["rps"] / bare["rps"] if bare["rps"] else None,
-                        }
-                    )
-    return rows_out
+                    if (training, n) not in raw:  # the limit, under the same learner load
+                        raw[training, n] = statistics.median(torch_rows_per_s(n) for _ in range(repeats))
+                    out[training, n] = _measure(url, bodies[n], reqs(n), clients, repeats)
+        return out
+
+    with bare_uvicorn() as bare_url:
+        bare = each_cell(bare_url, "bare uvicorn")
+    olsim: dict[str, dict[tuple[bool, int], dict[str, Any]]] = {}
+    for mode in modes:
+        with olsim_serve(mode) as url:
+            olsim[mode] = each_cell(url, f"olsim ({mode})")
+    return [
+        {
+            "learner": "training" if training else "idle",
+            "rows": n,
+            "raw_torch_rows_s": raw[training, n],
+            "bare": bare[training, n],
+            "olsim": {m: olsim[m][training, n] for m in modes},
+            "ratio": {m: _ratio(olsim[m][training, n], bare[training, n]) for m in modes},
+        }
+        for training, n in cells
+    ]
 
 
 TARGETS = {1: 0.6, 256: 0.8}  # olsim / bare uvicorn, learner idle (issue 7)
 
 
 def render(rows: list[dict[str, Any]], command: str, clients: int) -> str:
+    from deploy.ingress import DEFAULT_INGRESS
+
     lines = [
         START,
         f"Command: `{command}` (2-core machine, MLP 64-256-10, `hey` with {clients} clients; "
-        "req/s is the median of the repeats; olsim: Serve's HTTP proxy, 2 replicas).",
+        "req/s is the median of the repeats; olsim: 2 replicas, reached through the Serve port in each "
+        f"ingress mode; the default is {DEFAULT_INGRESS}, which the targets apply to).",
         "",
-        "| learner | rows/request | raw torch rows/s (1 thread) | bare uvicorn req/s | olsim Serve req/s "
-        "| olsim / bare | target | olsim p50 / p99 ms | failed / sent (olsim) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| learner | rows/request | raw torch rows/s (1 thread) | bare uvicorn req/s | olsim ingress "
+        "| olsim req/s | olsim / bare | target | olsim p50 / p99 ms | failed / sent (olsim) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        target = TARGETS.get(r["rows"]) if r["learner"] == "idle" else None
-        met = "" if target is None else f"{target:g}x: {'met' if r['ratio'] >= target else 'missed'}"
-        o = r["olsim"]
-        lines.append(
-            f"| {r['learner']} | {r['rows']} | {r['raw_torch_rows_s']:,.0f} | {r['bare']['rps']:,.0f} "
-            f"| {o['rps']:,.0f} | {r['ratio']:.2f} | {met or '-'} | {o['p50_ms']} / {o['p99_ms']} "
-            f"| {o['failed']} / {o['sent']} |"
-        )
+        for mode, o in r["olsim"].items():
+            ratio = r["ratio"][mode]
+            target = TARGETS.get(r["rows"]) if r["learner"] == "idle" and mode == DEFAULT_INGRESS else None
+            met = "-" if target is None else f"{target:g}x: {'met' if ratio >= target else 'missed'}"
+            lines.append(
+                f"| {r['learner']} | {r['rows']} | {r['raw_torch_rows_s']:,.0f} | {r['bare']['rps']:,.0f} "
+                f"| {mode} | {o['rps']:,.0f} | {ratio:.2f} | {met} | {o['p50_ms']} / {o['p99_ms']} "
+                f"| {o['failed']} / {o['sent']} |"
+            )
     lines.append(END)
     return "\n".join(lines)
 
 
-def write(rows: list[dict[str, Any]], path: Path, command: str, clients: int) -> None:
-    write_section(path, render(rows, command, clients), title="Serving throughput (`olsim bench serve`)")
+def render_overload(rows: list[dict[str, Any]]) -> str:
+    """The overload table (default ingress, 1 row per request)."""
+    lines = [
+        "",
+        "At and beyond capacity (default ingress, learner idle, 1 row per request, one `hey` run per "
+        "client count): excess load is refused with 503 + `Retry-After`, nothing else fails.",
+        "",
+        "| clients | req/s | 200 | 503 | other statuses | connection errors | p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        st = r["statuses"]
+        other = sum(n for k, n in st.items() if k not in ("200", "503"))
+        lines.append(
+            f"| {r['clients']} | {r['rps']:,.0f} | {st.get('200', 0)} | {st.get('503', 0)} | {other} "
+            f"| {r['errors']} | {r['p50_ms']} / {r['p99_ms']} |"
+        )
+    return "\n".join(lines)
+
+
+def write(
+    rows: list[dict[str, Any]],
+    path: Path,
+    command: str,
+    clients: int,
+    overloaded: list[dict[str, Any]] | None = None,
+) -> None:
+    text = render(rows, command, clients)
+    if overloaded:
+        text = text.replace(END, render_overload(overloaded) + "\n" + END)
+    write_section(path, text, title="Serving throughput (`olsim bench serve`)")
 
 
 def main() -> None:
-    """``python -m deploy.bench_serve train``: the training process of :func:`learner_training`."""
-    if sys.argv[1:] == ["train"]:
+    """The benchmark's helper processes: ``python -m deploy.bench_serve train`` (the training process
+    of :func:`learner_training`) and ``... serve MODE PORT`` (:func:`olsim_serve`)."""
+    args = sys.argv[1:]
+    if args == ["train"]:
         train_forever()
+    elif len(args) == 3 and args[0] == "serve":
+        serve_forever(args[1], int(args[2]))
     else:
-        raise SystemExit("usage: python -m deploy.bench_serve train  (olsim bench serve runs the benchmark)")
+        raise SystemExit(
+            "usage: python -m deploy.bench_serve train | serve MODE PORT  (olsim bench serve runs these)"
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
+from deploy.ingress import DEFAULT_INGRESS, INGRESS_MODES, IngressError, use_ingress
 from deploy.runner import RunError, keep_ray_on_loopback
 from deploy.scenario import ScenarioError, builtin_names, load_scenario
 from learner.strategies import STRATEGIES
@@ -45,6 +46,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"olsim: error: {message}\n")
 
 
+def _ingress_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ingress",
+        choices=INGRESS_MODES,
+        default=DEFAULT_INGRESS,
+        help="how HTTP reaches the replicas when olsim starts Ray: haproxy (Ray Serve's HAProxy straight to "
+        f"each replica's port) or proxy (Serve's Python proxy); default {DEFAULT_INGRESS}",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="olsim", description="Online learning server simulation.")
     p.add_argument("-v", "--verbose", action="store_true", help="log INFO events")
@@ -58,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         "--report-dir", type=Path, default=Path("out"), help="where report.json goes (default out/)"
     )
     r.add_argument("--address", help="join this Ray cluster instead of starting a local one")
+    _ingress_option(r)
     r.add_argument("--metrics-host", default="127.0.0.1", help="scrape endpoint host (default 127.0.0.1)")
     r.add_argument("--metrics-port", type=int, default=9464, help="scrape endpoint port (default 9464)")
     r.add_argument("--serve-port", type=int, help="Serve HTTP port (default 8000)")
@@ -141,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
         "--batch-share", type=_fraction, default=0.2, help="share of batched requests (default 0.2)"
     )
     ld.add_argument("--out", type=Path, default=Path("out/load"), help="report directory (default out/load)")
+    _ingress_option(ld)
     rp = sub.add_parser("report", help="rewrite report.txt, report.html and plots/ from DIR/report.json")
     rp.add_argument("dir", type=Path, help="a run's report directory (holds report.json)")
     b = sub.add_parser("bench", help="benchmarks")
@@ -164,6 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rl.add_argument("--out", type=Path, default=Path("docs/reliability.md"), help="markdown file to update")
     rl.add_argument("--report-dir", type=Path, default=Path("out/reliability"), help="each run's report")
+    _ingress_option(rl)
     sv = bsub.add_parser("serve", help="req/s: raw torch vs bare uvicorn vs olsim's Serve path, same model")
     sv.add_argument("--sizes", nargs="+", type=_at_least(1), default=[1, 256], metavar="ROWS")
     sv.add_argument(
@@ -171,6 +185,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     sv.add_argument("--clients", type=_at_least(1), default=16, help="concurrent hey clients (default 16)")
     sv.add_argument("--repeats", type=_at_least(1), default=3, help="runs per cell; the median is reported")
+    sv.add_argument(
+        "--ingress",
+        nargs="+",
+        choices=INGRESS_MODES,
+        default=list(INGRESS_MODES),
+        help="ingress modes to measure, each with its own Ray (default: all)",
+    )
+    sv.add_argument(
+        "--overload",
+        nargs="*",
+        type=_at_least(1),
+        default=[16, 64, 256, 1024],
+        metavar="CLIENTS",
+        help="client counts for the at/beyond-capacity table (default ingress; none: skip)",
+    )
     sv.add_argument("--out", type=Path, default=Path("docs/results.md"), help="markdown file to update")
     sv.add_argument("--json", type=Path, default=Path("out/bench-serve.json"), help="raw results")
     w = bsub.add_parser("swap", help="hot swap: olsim's long-poll vs Ray Serve's reconfigure, same run")
@@ -186,6 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--serve-port", type=int, help="Serve HTTP port (default: the scenario's, 8000)")
     w.add_argument("--out", type=Path, default=Path("docs/results.md"), help="markdown file to update")
     w.add_argument("--json", type=Path, default=Path("out/bench-swap.json"), help="raw results")
+    _ingress_option(w)
     return p
 
 
@@ -403,7 +433,10 @@ def _bench_reliability(args: argparse.Namespace) -> int:
     names = args.scenarios or chaos_scenarios()
     for name in names:
         load_scenario(name)  # unknown names: exit 2 before anything starts
-    command = f"olsim bench reliability --scenarios {' '.join(names)} --load-rps {args.load_rps:g}"
+    command = (
+        f"olsim bench reliability --scenarios {' '.join(names)} --load-rps {args.load_rps:g} "
+        f"--ingress {args.ingress}"
+    )
     rows = bench_reliability(names, args.report_dir, args.load_rps)
     write(rows, args.out, command)
     (args.report_dir / "reliability.json").write_text(json.dumps(rows, indent=2))
@@ -414,22 +447,29 @@ def _bench_reliability(args: argparse.Namespace) -> int:
 def _bench_serve(args: argparse.Namespace) -> int:
     import json
 
-    from deploy.bench_serve import BenchError, bench_serve, write
+    from deploy.bench_serve import BenchError, bench_serve, overload, write
 
     command = (
         f"olsim bench serve --sizes {' '.join(map(str, args.sizes))} --requests {args.requests} "
-        f"--clients {args.clients} --repeats {args.repeats}"
+        f"--clients {args.clients} --repeats {args.repeats} --ingress {' '.join(args.ingress)} "
+        f"--overload {' '.join(map(str, args.overload))}"
     )
     try:
         rows = bench_serve(
-            args.sizes, args.requests, args.clients, args.repeats, args.json.parent / "bench-serve"
+            args.sizes,
+            args.requests,
+            args.clients,
+            args.repeats,
+            args.json.parent / "bench-serve",
+            modes=args.ingress,
         )
+        overloaded = overload(args.overload, args.requests, args.json.parent / "bench-serve")
     except BenchError as exc:
         print(f"olsim: bench serve failed: {exc}", file=sys.stderr)
         return 2 if "not installed" in str(exc) else 1
-    write(rows, args.out, command, args.clients)
+    write(rows, args.out, command, args.clients, overloaded)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(rows, indent=2))
+    args.json.write_text(json.dumps({"rows": rows, "overload": overloaded}, indent=2))
     print(f"table written to {args.out}, raw results to {args.json}")
     return 0
 
@@ -450,7 +490,7 @@ def _bench_swap(args: argparse.Namespace) -> int:
     command = (
         f"olsim bench swap --scenario {args.scenario} --rounds {args.rounds} --cycles {args.cycles} "
         f"--window {args.window:g} --rps {args.rps:g} --publish-hz {args.publish_hz:g} "
-        f"--replicas {scenario.serving.replicas}"
+        f"--replicas {scenario.serving.replicas} --ingress {args.ingress}"
     )
     results = bench_swap(scenario, args.rounds, args.cycles, args.window, args.rps, args.publish_hz)
     write(results, args.out, command, scenario, args.rps, args.publish_hz)
@@ -464,6 +504,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not getattr(args, "address", None):
         keep_ray_on_loopback()  # before anything imports ray
+        if isinstance(getattr(args, "ingress", None), str):  # bench serve starts each mode itself
+            try:
+                use_ingress(args.ingress)  # before olsim starts Ray: Ray's processes inherit it
+            except IngressError as exc:
+                print(f"olsim: error: {exc}", file=sys.stderr)
+                return 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from deploy.expect import check
 from deploy.faults import Injector, requests_around
+from deploy.ingress import current_ingress
 from deploy.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -461,6 +462,7 @@ class Run:
             "drifts_detected": p["drifts"],
             "learner": {k: p[k] for k in ("steps", "samples", "offset", "total", "prequential_accuracy")},
             "metrics_endpoint": f"http://{self.opts.metrics_host}:{self.metrics_port}/metrics",
+            "ingress": None if self.opts.address else current_ingress(),  # a joined cluster's own setting
             "admin_token_file": None if self.token_file is None else str(self.token_file),
             "scenario_config": s.model_dump(mode="json"),
         }

@@ -12,9 +12,10 @@ import torch
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 from ray import serve
 from ray.serve import Application
+from ray.serve.config import BackpressureConfig
 
 from learner.model import ModelSpec
 from serving.config import ServeConfig
@@ -28,6 +29,9 @@ from serving.schemas import (
     RollbackRequest,
     RollbackResponse,
     VersionResponse,
+    as_tensor,
+    openapi_body,
+    read_body,
 )
 
 log = logging.getLogger(__name__)
@@ -92,9 +96,10 @@ class Predictor:
         if current is not None and current.generation > self.follower.generation:
             self.follower.apply(current)
 
-    @api.post("/predict")
-    async def predict(self, request: PredictRequest, response: Response) -> PredictResponse:
-        rows = request.inputs
+    @api.post("/predict", openapi_extra=openapi_body(PredictRequest))
+    async def predict(self, request: Request, response: Response) -> PredictResponse:
+        body = read_body(PredictRequest, await request.body())
+        rows = body.inputs
         if len(rows) > self.config.max_rows:
             raise _invalid(("body", "inputs"), f"{len(rows)} rows; at most {self.config.max_rows} allowed")
         for i, row in enumerate(rows):
@@ -107,7 +112,7 @@ class Predictor:
             raise HTTPException(503, "no model version has been published yet")
         try:
             with torch.inference_mode():
-                pred = served.model(torch.tensor(rows, dtype=torch.float32), task=request.task).argmax(dim=1)
+                pred = served.model(as_tensor(rows), task=body.task).argmax(dim=1)
         except ValueError as exc:  # e.g. a task id the served model has no adapter for
             raise _invalid(("body", "task"), str(exc)) from None
         response.headers["x-olsim-replica"] = self.replica
@@ -141,13 +146,7 @@ class Predictor:
     async def rollback(self, request: Request) -> RollbackResponse:
         """Serve a named version (or the one before the served one) on every replica."""
         self._authorize(request)
-        raw = await request.body()
-        try:
-            body = RollbackRequest.model_validate_json(raw or b"{}")
-        except ValidationError as exc:
-            raise RequestValidationError(
-                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_input=False)]
-            ) from None
+        body = read_body(RollbackRequest, await request.body() or b"{}")
         result = await self.registry.rollback.remote(body.version, body.reason, "manual")
         if not result.ok:
             raise HTTPException(result.status, result.detail)
@@ -182,6 +181,8 @@ def build_app(
     options: dict[str, object] = {
         "num_replicas": config.replicas,
         "max_ongoing_requests": config.max_ongoing_requests,
+        "max_queued_requests": config.max_queued_requests,
+        "backpressure_config": BackpressureConfig(status_code=503, retry_after_s=config.retry_after_s),
         "ray_actor_options": {"num_cpus": config.num_cpus},
     }
     if user_config is not None:

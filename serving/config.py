@@ -18,7 +18,14 @@ class ServeConfig(BaseModel):
         4 * 1024 * 1024, ge=1024, description="larger request bodies get 413 before anything parses them"
     )
     num_cpus: float = Field(0.25, gt=0, description="logical CPUs reserved per replica")
-    max_ongoing_requests: int = Field(32, ge=1)
+    max_ongoing_requests: int = Field(32, ge=1, description="requests one replica works on at once")
+    max_queued_requests: int = Field(
+        64,
+        ge=-1,
+        description="requests that may wait for a slot (per replica with the haproxy ingress, per router "
+        "with Serve's proxy); beyond that a request is answered 503 with Retry-After at once (-1: no limit)",
+    )
+    retry_after_s: float = Field(1.0, ge=0, description="the Retry-After a 503 for excess load carries")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     poll_timeout_s: float = Field(5.0, gt=0)

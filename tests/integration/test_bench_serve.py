@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy.bench_serve import END, START, bench_serve, render
+from deploy.bench_serve import END, START, bench_serve, overload, render, render_overload
 
 
-def test_bench_serve_measures_every_cell_without_failures(ray_cluster: None, tmp_path: Path) -> None:
+def test_bench_serve_measures_every_cell_without_failures(tmp_path: Path) -> None:
+    # each ingress mode starts its own Ray in a subprocess (on free ports, beside the session's)
     rows = bench_serve([1, 256], requests=64, clients=4, repeats=1, work=tmp_path)
     assert [(r["learner"], r["rows"]) for r in rows] == [
         ("idle", 1),
@@ -17,10 +18,22 @@ def test_bench_serve_measures_every_cell_without_failures(ray_cluster: None, tmp
         ("training", 256),
     ]
     for r in rows:
-        assert r["raw_torch_rows_s"] > 1000 and r["bare"]["rps"] > 0 and r["olsim"]["rps"] > 0
-        assert r["bare"]["failed"] == 0 and r["olsim"]["failed"] == 0
-        assert r["olsim"]["statuses"] == {"200": r["olsim"]["sent"]}
-        assert r["ratio"] == r["olsim"]["rps"] / r["bare"]["rps"]
+        assert r["raw_torch_rows_s"] > 1000 and r["bare"]["rps"] > 0 and r["bare"]["failed"] == 0
+        assert set(r["olsim"]) == {"haproxy", "proxy"}
+        for mode, o in r["olsim"].items():
+            assert o["rps"] > 0 and o["failed"] == 0 and o["statuses"] == {"200": o["sent"]}
+            assert r["ratio"][mode] == o["rps"] / r["bare"]["rps"]
     table = render(rows, "olsim bench serve --requests 64", 4)
-    assert table.startswith(START) and table.endswith(END) and table.count("\n| ") == 5
-    assert table.count(": met") + table.count(": missed") == 2  # targets apply to the idle rows
+    assert table.startswith(START) and table.endswith(END) and table.count("\n| ") == 1 + 4 * 2
+    # targets apply to the default ingress with the learner idle
+    assert table.count(": met") + table.count(": missed") == 2
+    assert all("| haproxy |" in line for line in table.splitlines() if ": met" in line or ": missed" in line)
+
+
+def test_bench_serve_overload_table(tmp_path: Path) -> None:
+    rows = overload([4, 64], requests=128, work=tmp_path)
+    assert [r["clients"] for r in rows] == [4, 64]
+    for r in rows:  # within capacity: everything answered 200, nothing dropped
+        assert r["errors"] == 0 and r["statuses"] == {"200": 128}, r
+    table = render_overload(rows)
+    assert table.count("\n| ") == 1 + 2 and "| 64 |" in table  # header + one row per count

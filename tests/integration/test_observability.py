@@ -84,6 +84,30 @@ def _listening(port: int) -> set[str]:
     return out
 
 
+def _listeners_here() -> list[tuple[str, str, int]]:
+    """(command line, address, port) of every TCP listener owned by this process or a process it
+    started (Ray's gcs/raylet/workers, Serve's HAProxy, Prometheus, ...)."""
+    import psutil
+
+    me = psutil.Process()
+    ours = {me.pid} | {p.pid for p in me.children(recursive=True)}
+    out = []
+    for c in psutil.net_connections(kind="tcp"):
+        if c.status != psutil.CONN_LISTEN or c.pid not in ours:
+            continue
+        try:
+            cmd = " ".join(psutil.Process(c.pid).cmdline())
+        except psutil.Error:
+            continue
+        out.append((cmd, str(c.laddr.ip), int(c.laddr.port)))
+    return out
+
+
+# Ray 2.60's Serve replicas open an inter-deployment gRPC server on [::]:0 whatever the settings
+# (serve/_private/replica.py, `add_port_to_grpc_server(self._server, "[::]:0")`); nothing else may.
+RAY_HARDCODED = ("ray::ServeReplica",)
+
+
 def _at_end(report: dict[str, Any], live: dict[str, Any]) -> None:
     api = PrometheusAPI(report["prometheus"]["url"])
     base = "http://127.0.0.1:8000"
@@ -116,6 +140,7 @@ def _at_end(report: dict[str, Any], live: dict[str, Any]) -> None:
         "olsim metrics": _listening(int(report["metrics_endpoint"].rsplit(":", 1)[1].split("/")[0])),
         "serve": _listening(8000),
     }
+    live["listeners"] = _listeners_here()
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +193,11 @@ def test_recording_rules_evaluate_on_real_data(observed: tuple[dict, dict]) -> N
 def test_every_port_listens_on_loopback_only(observed: tuple[dict, dict]) -> None:
     listening = observed[1]["listening"]
     assert listening == {name: {"127.0.0.1"} for name in listening}
+    listeners = observed[1]["listeners"]
+    assert any("haproxy" in cmd for cmd, _, _ in listeners)  # the default ingress really ran
+    loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+    elsewhere = [(cmd[:60], ip, port) for cmd, ip, port in listeners if ip not in loopback]
+    assert [x for x in elsewhere if not x[0].startswith(RAY_HARDCODED)] == []
 
 
 def test_report_html_renders_with_every_plot(observed: tuple[dict, dict], page_check: PageCheck) -> None:

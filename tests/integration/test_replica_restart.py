@@ -67,5 +67,6 @@ def test_killed_replica_is_replaced_by_one_serving_the_current_version(app_with_
             time.sleep(0.05)
     assert newcomers, "no replacement replica acknowledged a version within 60 s"
     assert set(newcomers.values()) == {3}  # loaded the current version in its constructor
-    assert seen and all(status == 200 for status, _ in seen), seen
-    assert {v for _, v in seen} == {3}
+    # A request in flight on the killed replica may fail (with either ingress); no other may.
+    assert seen and sum(status != 200 for status, _ in seen) <= 1, seen
+    assert {v for status, v in seen if status == 200} == {3}
