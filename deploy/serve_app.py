@@ -1,0 +1,180 @@
+"""olsim as a Ray Serve config: ``serve run deploy/serve.yaml`` serves *and* learns.
+
+The application builder (``import_path: deploy.serve_app:build``, typed args
+:class:`LearningAppArgs`) starts what ``olsim run`` starts besides Serve: the registry (gate
+inside, durable journal), the evaluator (scrape endpoint) and the learner, as detached named actors
+in namespace ``olsim``, then returns the Predictor application that follows the registry. Serve may
+call a builder again (a config update): the actors are looked up by name first, so a second call
+reuses them instead of starting a second learner. ``python -m deploy.serve_app stop`` removes them
+(``serve shutdown`` removes only the application; a local Ray that ``serve run`` started takes
+them down with it).
+
+Serve config fields override the builder's deployment options (``num_replicas``,
+``autoscaling_config``, ``max_ongoing_requests``, ``ray_actor_options``); see deploy/serve.yaml.
+"""
+
+# No ``from __future__ import annotations``: Serve reads ``build``'s parameter annotation at run time
+# to validate the config's ``args`` into LearningAppArgs (a string annotation would pass a dict).
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from ray.serve import Application
+
+from deploy.runner import NAMESPACE, TOKEN_ENV
+from deploy.scenario import Scenario, load_scenario
+
+log = logging.getLogger(__name__)
+
+ACTORS = ("registry", "evaluator", "learner")
+
+
+class LearningAppArgs(BaseModel):
+    """The ``args:`` of deploy/serve.yaml's application.
+
+    >>> LearningAppArgs(strategy="replay").scenario
+    'split-digits'
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    scenario: str = Field("split-digits", description="built-in scenario name or a YAML path")
+    strategy: str | None = Field(None, description="override the scenario's strategy")
+    seed: int | None = Field(None, ge=0, description="override the scenario's seed")
+    name: str = Field("olsim-serve", description="prefix of the detached actors' names")
+    state_dir: str | None = Field(
+        None,
+        description="registry journal, evaluator state and learner checkpoint (absolute path; default "
+        "$TMPDIR/<name>); emptied when the actors are first created",
+    )
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9464, ge=0, le=65535, description="the evaluator's olsim_* scrape endpoint")
+
+    def load(self) -> Scenario:
+        s = load_scenario(self.scenario)
+        if self.strategy is not None:
+            s = s.with_strategy(self.strategy)
+        if self.seed is not None:
+            s = s.model_copy(update={"seed": self.seed})
+        return s
+
+    def state(self) -> Path:
+        return Path(self.state_dir or Path(tempfile.gettempdir()) / self.name).resolve()
+
+
+def _existing(name: str) -> Any:
+    import ray
+
+    try:
+        return ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return None
+
+
+def start_actors(args: LearningAppArgs, scenario: Scenario) -> dict[str, Any]:
+    """The registry, evaluator and learner of this app: the running ones if they exist, else new."""
+    import ray
+
+    from learner.actor import LearnerActor
+    from learner.evaluator_actor import EvaluatorActor
+    from serving.registry import GateSource, RegistryActor
+
+    names = {k: f"{args.name}-{k}" for k in ACTORS}
+    found = {k: _existing(n) for k, n in names.items()}
+    if all(a is not None for a in found.values()):
+        log.info("reusing the running actors %s", ", ".join(names.values()))
+        return found
+    if any(a is not None for a in found.values()):
+        raise RuntimeError(
+            f"some of {', '.join(names.values())} are running and some not: "
+            "`python -m deploy.serve_app stop` first"
+        )
+    state = args.state()
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    common: dict[str, Any] = {
+        "namespace": NAMESPACE,
+        "lifetime": "detached",
+        "num_cpus": 0,
+        "max_restarts": -1,
+        "max_task_retries": -1,
+    }
+    s = scenario
+    registry: Any = (
+        ray.remote(RegistryActor)
+        .options(name=names["registry"], max_concurrency=1000, **common)
+        .remote(
+            gate=GateSource(s.stream, s.seed, s.learner.model, s.gate),
+            store=str(state / "registry"),
+        )
+    )
+    evaluator: Any = (
+        ray.remote(EvaluatorActor)
+        .options(name=names["evaluator"], max_concurrency=8, **common)
+        .remote(
+            s.stream,
+            s.seed,
+            registry,
+            args.metrics_host,
+            args.metrics_port,
+            s.gate.rollback_floor,
+            str(state / "evaluator"),
+        )
+    )
+    ray.get(evaluator.port.remote())  # the scrape endpoint is up (a busy port raises here)
+    learner: Any = (
+        ray.remote(LearnerActor)
+        .options(name=names["learner"], max_concurrency=4, **common)
+        .remote(s.stream, s.learner, s.seed, registry, evaluator, str(state / "learner.npz"))
+    )
+    ray.get(learner.start.remote())
+    log.info("started %s (state in %s)", ", ".join(names.values()), state)
+    return {"registry": registry, "evaluator": evaluator, "learner": learner}
+
+
+def build(args: LearningAppArgs) -> Application:
+    """Serve's application builder: start (or find) the learning side, return the Predictor app."""
+    from serving.app import build_app
+
+    scenario = args.load()
+    start_actors(args, scenario)
+    token = os.environ.get(TOKEN_ENV) or None  # admin routes only with a token in the environment
+    return build_app(f"{args.name}-registry", NAMESPACE, scenario.learner.model, scenario.serving, token)
+
+
+def stop(name: str = "olsim-serve") -> list[str]:
+    """Kill this app's detached actors (in the connected Ray); returns the names it found."""
+    import ray
+
+    killed = []
+    for k in ACTORS:
+        actor = _existing(f"{name}-{k}")
+        if actor is not None:
+            ray.kill(actor, no_restart=True)
+            killed.append(f"{name}-{k}")
+    return killed
+
+
+def main() -> int:
+    """``python -m deploy.serve_app stop [NAME]``: remove the detached actors from the Ray at
+    $RAY_ADDRESS (or the local one)."""
+    args = sys.argv[1:]
+    if not args or args[0] != "stop" or len(args) > 2:
+        print("usage: python -m deploy.serve_app stop [NAME]", file=sys.stderr)
+        return 2
+    import ray
+
+    address = os.environ.get("RAY_ADDRESS", "auto")
+    ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
+    killed = stop(*args[1:])
+    print("stopped " + (", ".join(killed) if killed else "nothing (no such actors)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
