@@ -60,13 +60,19 @@ def test_killed_replica_is_replaced_by_one_serving_the_current_version(app_with_
     deadline = time.monotonic() + 60
     with httpx.Client(timeout=10) as client:
         while not newcomers and time.monotonic() < deadline:
-            r = client.post(URL, json={"inputs": [[0.1] * 64]})
+            try:
+                r = client.post(URL, json={"inputs": [[0.1] * 64]})
+            except httpx.TransportError:  # connection closed under the request: see below
+                seen.append((-1, None))
+                continue
             seen.append((r.status_code, r.json()["model_version"] if r.status_code == 200 else None))
             acked = ray.get(registry.replica_versions.remote())
             newcomers = {rid: v for rid, v in acked.items() if rid not in original}
             time.sleep(0.05)
     assert newcomers, "no replacement replica acknowledged a version within 60 s"
     assert set(newcomers.values()) == {3}  # loaded the current version in its constructor
-    # A request in flight on the killed replica may fail (with either ingress); no other may.
-    assert seen and sum(status != 200 for status, _ in seen) <= 1, seen
+    # A request in flight on the killed replica may fail (with either ingress). With HAProxy, Serve
+    # reloads it when the replica goes and again when the replacement comes: a keep-alive request
+    # racing a reload can find its connection closed. Nothing else may fail.
+    assert seen and sum(status != 200 for status, _ in seen) <= 3, seen
     assert {v for status, v in seen if status == 200} == {3}
