@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ import pytest
 import torch
 
 from deploy.ingress import DEFAULT_INGRESS, use_ingress
+from deploy.net import free_port
 from deploy.runner import keep_ray_on_loopback
 from learner.model import ModelSpec, build_model
 from learner.snapshot import Snapshot
@@ -82,12 +82,6 @@ def deployed(scenario: Any, first: Snapshot, **stack: Any) -> Iterator[Any]:
         yield st
     finally:
         st.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

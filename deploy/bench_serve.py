@@ -17,7 +17,6 @@ import json
 import logging
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from deploy.bench import write_section
+from deploy.net import free_port
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +120,6 @@ def torch_rows_per_s(rows: int, seconds: float = 2.0) -> float:
         torch.set_num_threads(threads)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_http(url: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -140,7 +134,7 @@ def _wait_http(url: str, timeout_s: float = 60.0) -> None:
 @contextmanager
 def bare_uvicorn() -> Iterator[str]:
     """The bare baseline app in its own process; yields its /predict URL."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "deploy.bare_app", "--port", str(port)])
     try:
         _wait_http(f"http://127.0.0.1:{port}/docs")
@@ -221,7 +215,7 @@ def olsim_serve(ingress: str) -> Iterator[str]:
     """olsim's Serve path in ``ingress`` mode, in its own process with its own Ray (the ingress is a
     setting Ray reads when it starts); yields its /predict URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "deploy.bench_serve", "serve", ingress, str(_free_port())],
+        [sys.executable, "-m", "deploy.bench_serve", "serve", ingress, str(free_port())],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -24,11 +24,12 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
 import stat
 import tempfile
 from pathlib import Path
 from typing import Literal, get_args
+
+from deploy.net import free_port
 
 Ingress = Literal["haproxy", "proxy"]
 INGRESS_MODES: tuple[str, ...] = get_args(Ingress)
@@ -40,12 +41,6 @@ _SWITCHES = ("RAY_SERVE_ENABLE_DIRECT_INGRESS", "RAY_SERVE_ENABLE_HA_PROXY")
 
 class IngressError(RuntimeError):
     """The ingress cannot be set up; the message is one line meant for users."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def haproxy_binary() -> str:
@@ -98,7 +93,7 @@ def use_ingress(mode: str) -> dict[str, str]:
         real = haproxy_binary()
         work = Path(tempfile.mkdtemp(prefix="olsim-haproxy-"))
         atexit.register(shutil.rmtree, work, True)
-        metrics, stats = _free_port(), _free_port()
+        metrics, stats = free_port(), free_port()
         wrapper = work / "haproxy"
         wrapper.write_text(loopback_wrapper(real, (metrics, stats)) + "\n")
         wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
@@ -113,8 +108,8 @@ def use_ingress(mode: str) -> dict[str, str]:
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(work / "server-state"),
             "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(work / "metrics.sock"),
             # Serve's Python proxy stays up beside HAProxy as its fallback, at fixed ports by default
-            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(_free_port()),
-            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(_free_port()),
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
+            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
         }
         # A stopping replica stays reachable this long so that load balancers can deregister it
         # (Ray's default: 30 s, for external ones); here HAProxy is Serve's own and reloads within

@@ -81,6 +81,49 @@ def _actor(cls: type, **options: Any) -> Any:
     return ray.remote(cls).options(**options)
 
 
+# The three learning-side actors, built in one place for `olsim run` and the Serve config's builder
+# (deploy.serve_app); ``options`` adds or overrides Ray actor options (names, detached lifetime).
+RESTARTS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1}
+
+
+def start_registry_actor(scenario: Scenario, store: Path | None, gate: bool = True, **options: Any) -> Any:
+    """The registry (gate inside unless ``gate`` is False); with a ``store`` directory it is durable
+    and Ray restarts it from that journal if its process dies."""
+    from serving.registry import GateSource, RegistryActor
+
+    s = scenario
+    source = GateSource(s.stream, s.seed, s.learner.model, s.gate) if gate else None
+    base = {"num_cpus": 0, "max_concurrency": 1000, **(RESTARTS if store is not None else {})}
+    return _actor(RegistryActor, **{**base, **options}).remote(
+        gate=source, store=None if store is None else str(store.resolve())
+    )
+
+
+def start_evaluator_actor(
+    scenario: Scenario, registry: Any, host: str, port: int, state: Path, **options: Any
+) -> Any:
+    """The evaluator: scores every published version, serves the olsim_* scrape endpoint at
+    ``host:port`` and keeps what a restarted one needs in ``state``."""
+    from learner.evaluator_actor import EvaluatorActor
+
+    s = scenario
+    return _actor(EvaluatorActor, **{"num_cpus": 0, "max_concurrency": 8, **RESTARTS, **options}).remote(
+        s.stream, s.seed, registry, host, port, s.gate.rollback_floor, str(state.resolve())
+    )
+
+
+def start_learner_actor(
+    scenario: Scenario, registry: Any, evaluator: Any, checkpoint: Path, **options: Any
+) -> Any:
+    """The learner (not yet consuming: call its ``start``); a restarted one resumes from ``checkpoint``."""
+    from learner.actor import LearnerActor
+
+    s = scenario
+    return _actor(LearnerActor, **{"num_cpus": 0, "max_concurrency": 4, **RESTARTS, **options}).remote(
+        s.stream, s.learner, s.seed, registry, evaluator, str(checkpoint.resolve())
+    )
+
+
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
@@ -218,22 +261,11 @@ class ServingStack:
         (from that journal) if its process dies. A new run starts with an empty ``store``."""
         import shutil
 
-        from serving.registry import GateSource, RegistryActor
-
-        s = self.scenario
-        gate = GateSource(s.stream, s.seed, s.learner.model, s.gate) if self.gate else None
-        restart: dict[str, Any] = {}
         if store is not None:
             shutil.rmtree(store, ignore_errors=True)
-            restart = {"max_restarts": -1, "max_task_retries": -1}
-        self.registry = _actor(
-            RegistryActor,
-            name=self.registry_name,
-            namespace=NAMESPACE,
-            num_cpus=0,
-            max_concurrency=1000,
-            **restart,
-        ).remote(gate=gate, store=None if store is None else str(store.resolve()))
+        self.registry = start_registry_actor(
+            self.scenario, store, self.gate, name=self.registry_name, namespace=NAMESPACE
+        )
         return self.registry
 
     def start_serve(self, user_config: dict[str, int] | None = None) -> None:
@@ -304,23 +336,12 @@ class Run:
     def start(self) -> None:
         import shutil
 
-        from learner.actor import LearnerActor
-        from learner.evaluator_actor import EvaluatorActor
-
         s, opts = self.scenario, self.opts
         registry = self.stack.start_registry(opts.report_dir / "registry")
         evaluator_state = opts.report_dir / "evaluator"
         shutil.rmtree(evaluator_state, ignore_errors=True)  # a restarted evaluator reads it; a new run not
-        self.evaluator = _actor(
-            EvaluatorActor, num_cpus=0, max_concurrency=8, max_restarts=-1, max_task_retries=-1
-        ).remote(
-            s.stream,
-            s.seed,
-            registry,
-            opts.metrics_host,
-            opts.metrics_port,
-            s.gate.rollback_floor,
-            str(evaluator_state.resolve()),
+        self.evaluator = start_evaluator_actor(
+            s, registry, opts.metrics_host, opts.metrics_port, evaluator_state
         )
         try:
             self.metrics_port = get(self.evaluator.port.remote())
@@ -334,9 +355,7 @@ class Run:
         self.stack.start_serve()
         ckpt = opts.report_dir / "checkpoints" / "learner.npz"
         ckpt.unlink(missing_ok=True)  # a new run starts from scratch; a restarted learner from here
-        self.learner = _actor(
-            LearnerActor, num_cpus=0, max_concurrency=4, max_restarts=-1, max_task_retries=-1
-        ).remote(s.stream, s.learner, s.seed, registry, self.evaluator, str(ckpt.resolve()))
+        self.learner = start_learner_actor(s, registry, self.evaluator, ckpt)
         get(self.learner.start.remote())
         self.faults.learner, self.faults.evaluator, self.faults.stack = (
             self.learner,

@@ -26,7 +26,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
-from deploy.runner import NAMESPACE, TOKEN_ENV
+from deploy.runner import (
+    NAMESPACE,
+    TOKEN_ENV,
+    start_evaluator_actor,
+    start_learner_actor,
+    start_registry_actor,
+)
 from deploy.scenario import Scenario, load_scenario
 
 log = logging.getLogger(__name__)
@@ -80,10 +86,6 @@ def start_actors(args: LearningAppArgs, scenario: Scenario) -> dict[str, Any]:
     """The registry, evaluator and learner of this app: the running ones if they exist, else new."""
     import ray
 
-    from learner.actor import LearnerActor
-    from learner.evaluator_actor import EvaluatorActor
-    from serving.registry import GateSource, RegistryActor
-
     names = {k: f"{args.name}-{k}" for k in ACTORS}
     found = {k: _existing(n) for k, n in names.items()}
     if all(a is not None for a in found.values()):
@@ -97,40 +99,20 @@ def start_actors(args: LearningAppArgs, scenario: Scenario) -> dict[str, Any]:
     state = args.state()
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
-    common: dict[str, Any] = {
-        "namespace": NAMESPACE,
-        "lifetime": "detached",
-        "num_cpus": 0,
-        "max_restarts": -1,
-        "max_task_retries": -1,
-    }
-    s = scenario
-    registry: Any = (
-        ray.remote(RegistryActor)
-        .options(name=names["registry"], max_concurrency=1000, **common)
-        .remote(
-            gate=GateSource(s.stream, s.seed, s.learner.model, s.gate),
-            store=str(state / "registry"),
-        )
-    )
-    evaluator: Any = (
-        ray.remote(EvaluatorActor)
-        .options(name=names["evaluator"], max_concurrency=8, **common)
-        .remote(
-            s.stream,
-            s.seed,
-            registry,
-            args.metrics_host,
-            args.metrics_port,
-            s.gate.rollback_floor,
-            str(state / "evaluator"),
-        )
+    opts: dict[str, Any] = {"namespace": NAMESPACE, "lifetime": "detached"}
+    registry = start_registry_actor(scenario, state / "registry", name=names["registry"], **opts)
+    evaluator = start_evaluator_actor(
+        scenario,
+        registry,
+        args.metrics_host,
+        args.metrics_port,
+        state / "evaluator",
+        name=names["evaluator"],
+        **opts,
     )
     ray.get(evaluator.port.remote())  # the scrape endpoint is up (a busy port raises here)
-    learner: Any = (
-        ray.remote(LearnerActor)
-        .options(name=names["learner"], max_concurrency=4, **common)
-        .remote(s.stream, s.learner, s.seed, registry, evaluator, str(state / "learner.npz"))
+    learner = start_learner_actor(
+        scenario, registry, evaluator, state / "learner.npz", name=names["learner"], **opts
     )
     ray.get(learner.start.remote())
     log.info("started %s (state in %s)", ", ".join(names.values()), state)

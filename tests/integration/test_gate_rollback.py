@@ -109,8 +109,8 @@ def test_rollback_needs_the_bearer_token_and_reaches_every_replica(
         assert ok.status_code == 200, ok.text
         assert ok.json() == {"model_version": 1, "previous": 2, "detail": "bad deploy"}
         assert wait_until(stack.replicas_current, 30, "replicas at the rolled-back version")
-        served = {r.headers["x-olsim-replica"]: r.json()["model_version"] for r in _predict_many(c, 40)}
-        assert len(served) == 2 and set(served.values()) == {1}
+        served = _versions_by_replica(c, replicas=2)
+        assert set(served) == set(stack.live_replicas()) and all(v == {1} for v in served.values()), served
         assert c.post("/admin/rollback", json={}, headers=auth).status_code == 409  # nothing older
 
         # pause: candidates are rejected until resume; a named rollback forward works too
@@ -126,10 +126,17 @@ def test_rollback_needs_the_bearer_token_and_reaches_every_replica(
     ]
 
 
-def _predict_many(c: httpx.Client, n: int) -> list[httpx.Response]:
-    out = [c.post("/predict", json={"inputs": [[0.1] * 64]}) for _ in range(n)]
-    assert all(r.status_code == 200 for r in out)
-    return out
+def _versions_by_replica(c: httpx.Client, replicas: int, timeout_s: float = 30.0) -> dict[str, set[int]]:
+    """Predict until ``replicas`` distinct replicas have answered (HAProxy may add a replica that just
+    started to its backend a moment after Serve reports it running); every answer must be a 200, and
+    each replica's versions are collected, not just its last one."""
+    seen: dict[str, set[int]] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(seen) < replicas and time.monotonic() < deadline:
+        r = c.post("/predict", json={"inputs": [[0.1] * 64]})
+        assert r.status_code == 200, r.text
+        seen.setdefault(r.headers["x-olsim-replica"], set()).add(r.json()["model_version"])
+    return seen
 
 
 def test_swaps_are_atomic_and_every_replica_converges(stack: ServingStack) -> None:
