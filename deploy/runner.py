@@ -93,7 +93,12 @@ def start_registry_actor(scenario: Scenario, store: Path | None, gate: bool = Tr
 
     s = scenario
     source = GateSource(s.stream, s.seed, s.learner.model, s.gate) if gate else None
-    base = {"num_cpus": 0, "max_concurrency": 1000, **(RESTARTS if store is not None else {})}
+    base = {
+        "num_cpus": 0,
+        "max_concurrency": 1000,
+        "resources": dict(s.placement.registry),
+        **(RESTARTS if store is not None else {}),
+    }
     return _actor(RegistryActor, **{**base, **options}).remote(
         gate=source, store=None if store is None else str(store.resolve())
     )
@@ -107,7 +112,8 @@ def start_evaluator_actor(
     from learner.evaluator_actor import EvaluatorActor
 
     s = scenario
-    return _actor(EvaluatorActor, **{"num_cpus": 0, "max_concurrency": 8, **RESTARTS, **options}).remote(
+    base = {"num_cpus": 0, "max_concurrency": 8, "resources": dict(s.placement.evaluator), **RESTARTS}
+    return _actor(EvaluatorActor, **{**base, **options}).remote(
         s.stream, s.seed, registry, host, port, s.gate.rollback_floor, str(state.resolve())
     )
 
@@ -119,7 +125,8 @@ def start_learner_actor(
     from learner.actor import LearnerActor
 
     s = scenario
-    return _actor(LearnerActor, **{"num_cpus": 0, "max_concurrency": 4, **RESTARTS, **options}).remote(
+    base = {"num_cpus": 0, "max_concurrency": 4, "resources": dict(s.placement.learner), **RESTARTS}
+    return _actor(LearnerActor, **{**base, **options}).remote(
         s.stream, s.learner, s.seed, registry, evaluator, str(checkpoint.resolve())
     )
 
@@ -276,7 +283,9 @@ class ServingStack:
 
         cfg = self.scenario.serving
         serve.start(
-            http_options={"host": cfg.host, "port": cfg.port}, logging_config={"log_level": "WARNING"}
+            proxy_location=cfg.proxy_location,
+            http_options={"host": cfg.host, "port": cfg.port},
+            logging_config={"log_level": "WARNING"},
         )
         app = build_app(
             self.registry_name, NAMESPACE, self.scenario.learner.model, cfg, self.admin_token, user_config

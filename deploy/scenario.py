@@ -21,6 +21,21 @@ class ScenarioError(ValueError):
     """A scenario that cannot be loaded; the message is one line meant for users."""
 
 
+class Placement(BaseModel):
+    """Where the learning-side actors run on a multi-node Ray cluster: custom Ray resources each needs
+    (a node offers them with ``ray start --resources``). Empty: anywhere. Replicas: ``serving.resources``.
+
+    >>> Placement(learner={"olsim_learner": 1}).learner
+    {'olsim_learner': 1.0}
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    registry: dict[str, float] = Field(default_factory=dict)
+    evaluator: dict[str, float] = Field(default_factory=dict)
+    learner: dict[str, float] = Field(default_factory=dict)
+
+
 class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -31,6 +46,7 @@ class Scenario(BaseModel):
     learner: LearnerConfig = LearnerConfig()
     serving: ServeConfig = ServeConfig()
     gate: GateConfig = GateConfig()
+    placement: Placement = Placement()
     faults: list[Kill] = Field(default_factory=list, description="processes to kill as the stream passes")
     expect: Expectations = Expectations()
 

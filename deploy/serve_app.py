@@ -33,7 +33,7 @@ from deploy.runner import (
     start_learner_actor,
     start_registry_actor,
 )
-from deploy.scenario import Scenario, load_scenario
+from deploy.scenario import Placement, Scenario, load_scenario
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,9 @@ class LearningAppArgs(BaseModel):
     )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9464, ge=0, le=65535, description="the evaluator's olsim_* scrape endpoint")
+    placement: Placement | None = Field(
+        None, description="Ray resources for the registry, evaluator and learner (replaces the scenario's)"
+    )
 
     def load(self) -> Scenario:
         s = load_scenario(self.scenario)
@@ -67,6 +70,8 @@ class LearningAppArgs(BaseModel):
             s = s.with_strategy(self.strategy)
         if self.seed is not None:
             s = s.model_copy(update={"seed": self.seed})
+        if self.placement is not None:
+            s = s.model_copy(update={"placement": self.placement})
         return s
 
     def state(self) -> Path:

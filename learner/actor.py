@@ -57,6 +57,7 @@ class LearnerActor:
         self._reported, self._reported_dead = self._totals()
         self._report_lock = threading.Lock()
         self._final_sent = False
+        self.node = _node_id()
         self._thread = threading.Thread(target=self._run, name="olsim-learner", daemon=True)
         self._reporter = threading.Thread(target=self._report_forever, name="olsim-stats", daemon=True)
         self.evaluator.set_baseline.remote(self.loop.initial)
@@ -110,6 +111,7 @@ class LearnerActor:
             "error": self.error,
             "restarts": self.restarts,
             "resumed_from": self.resumed_from,
+            "node": self.node,
         }
 
     def stream_report(self) -> dict[str, Any]:
@@ -206,3 +208,10 @@ class LearnerActor:
             running=not final,
         )
         self.evaluator.record_learner.remote(stats)
+
+
+def _node_id() -> str | None:
+    """The Ray node this actor runs on (None outside Ray, e.g. in doctests)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None

@@ -80,6 +80,7 @@ class Predictor:
         self.admin_token = admin_token
         api.state.max_body_bytes = config.max_body_bytes
         self.replica = serve.get_replica_context().replica_id.unique_id
+        self.node = ray.get_runtime_context().get_node_id()
         self.registry = ray.get_actor(registry_name, namespace=namespace)
         self.follower = WeightFollower(self.registry, self.replica, config.poll_timeout_s)
         self.follower.load_current()  # before we report healthy: never serve random weights
@@ -127,9 +128,14 @@ class Predictor:
     async def version(self) -> VersionResponse:
         served = self.follower.served
         if served is None:
-            return VersionResponse(model_version=None, published_at=None, replica=self.replica)
+            return VersionResponse(
+                model_version=None, published_at=None, replica=self.replica, node=self.node
+            )
         return VersionResponse(
-            model_version=served.version, published_at=served.published_at, replica=self.replica
+            model_version=served.version,
+            published_at=served.published_at,
+            replica=self.replica,
+            node=self.node,
         )
 
     # -- admin routes: bearer token, checked before the body is read -------------------------
@@ -183,8 +189,10 @@ def build_app(
         "max_ongoing_requests": config.max_ongoing_requests,
         "max_queued_requests": config.max_queued_requests,
         "backpressure_config": BackpressureConfig(status_code=503, retry_after_s=config.retry_after_s),
-        "ray_actor_options": {"num_cpus": config.num_cpus},
+        "ray_actor_options": {"num_cpus": config.num_cpus, "resources": dict(config.resources)},
     }
+    if config.max_replicas_per_node is not None:
+        options["max_replicas_per_node"] = config.max_replicas_per_node
     if user_config is not None:
         options["user_config"] = user_config
     return Predictor.options(**options).bind(  # type: ignore[attr-defined]

@@ -26,6 +26,15 @@ class ServeConfig(BaseModel):
         "with Serve's proxy); beyond that a request is answered 503 with Retry-After at once (-1: no limit)",
     )
     retry_after_s: float = Field(1.0, ge=0, description="the Retry-After a 503 for excess load carries")
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="custom Ray resources each replica needs: replicas go only to nodes that offer them "
+        "(e.g. {olsim_replica: 1} with `ray start --resources '{\"olsim_replica\": 1}'` on serving nodes)",
+    )
+    max_replicas_per_node: int | None = Field(None, ge=1, description="spread replicas over nodes")
+    proxy_location: Literal["EveryNode", "HeadOnly", "Disabled"] = Field(
+        "EveryNode", description="where Serve runs its HTTP ingress (Ray's default: every node)"
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     poll_timeout_s: float = Field(5.0, gt=0)

@@ -34,6 +34,7 @@ class VersionResponse(BaseModel):
     model_version: int | None
     published_at: float | None
     replica: str
+    node: str | None = None  # the Ray node the replica runs on (which machine answered, on a cluster)
 
 
 class HealthResponse(BaseModel):
