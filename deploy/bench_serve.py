@@ -238,7 +238,8 @@ def olsim_serve(ingress: str) -> Iterator[str]:
             proc.wait()
 
 
-def _bodies(out: Path, sizes: list[int]) -> dict[int, Path]:
+def request_bodies(out: Path, sizes: list[int]) -> dict[int, Path]:
+    """One /predict body file per size (rows drawn from the held-out digits, seeded), for hey."""
     from deploy.loadtest import held_out_rows
 
     rows = held_out_rows("split-digits")
@@ -252,7 +253,9 @@ def _bodies(out: Path, sizes: list[int]) -> dict[int, Path]:
     return paths
 
 
-def _measure(url: str, body: Path, requests: int, clients: int, repeats: int) -> dict[str, Any]:
+def measure(url: str, body: Path, requests: int, clients: int, repeats: int) -> dict[str, Any]:
+    """A warm-up, then ``repeats`` hey runs: median req/s, every run's, failures, the median run's
+    latencies and the statuses summed over runs."""
     hey(url, body, max(clients, requests // 10), clients)  # warm-up: connections, caches, JIT paths
     runs = [hey(url, body, requests, clients) for _ in range(repeats)]
     best = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]  # the median run
@@ -280,7 +283,7 @@ def overload(concurrency: list[int], requests: int, work: Path) -> list[dict[str
 
     if not concurrency:
         return []
-    body = _bodies(work, [1])[1]
+    body = request_bodies(work, [1])[1]
     out = []
     with olsim_serve(DEFAULT_INGRESS) as url:
         runs = []
@@ -314,7 +317,7 @@ def bench_serve(
     from deploy.ingress import INGRESS_MODES
 
     modes = list(modes or INGRESS_MODES)
-    bodies = _bodies(work, sizes)
+    bodies = request_bodies(work, sizes)
     cells = [(training, n) for training in (False, True) for n in sizes]
 
     def reqs(n: int) -> int:
@@ -335,7 +338,7 @@ def bench_serve(
                     )
                     if (training, n) not in raw:  # the limit, under the same learner load
                         raw[training, n] = statistics.median(torch_rows_per_s(n) for _ in range(repeats))
-                    out[training, n] = _measure(url, bodies[n], reqs(n), clients, repeats)
+                    out[training, n] = measure(url, bodies[n], reqs(n), clients, repeats)
         return out
 
     with bare_uvicorn() as bare_url:

@@ -101,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
         help="announced: strategies hear task ends; detected: task-free, a drift detector decides",
     )
     r.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help="where the learner trains (default: the scenario's, auto: CUDA only when a step is big enough "
+        "to pay for it, see docs/cluster.md)",
+    )
+    r.add_argument(
         "--gate",
         choices=["on", "off"],
         help="on: reject candidates that forget beyond the budget; off: serve them (watch forgetting live)",
@@ -216,6 +222,45 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--out", type=Path, default=Path("docs/results.md"), help="markdown file to update")
     w.add_argument("--json", type=Path, default=Path("out/bench-swap.json"), help="raw results")
     _ingress_option(w)
+    lr = bsub.add_parser(
+        "learner", help="training samples/s per strategy, batch size and device (CPU, CUDA if any)"
+    )
+    lr.add_argument(
+        "--strategies", nargs="+", choices=sorted(STRATEGIES), default=sorted(STRATEGIES), metavar="NAME"
+    )
+    lr.add_argument("--batches", nargs="+", type=_at_least(1), default=[32, 256, 4096], metavar="N")
+    lr.add_argument("--seconds", type=_at_least(0.05, float), default=1.0, help="timed per cell and repeat")
+    lr.add_argument(
+        "--repeats", type=_at_least(1), default=3, help="interleaved runs per cell; median reported"
+    )
+    lr.add_argument("--out", type=Path, default=Path("docs/results.md"), help="markdown file to update")
+    lr.add_argument("--json", type=Path, default=Path("out/bench-learner.json"), help="raw results")
+    sc = bsub.add_parser(
+        "scale", help="scaling study: req/s and staleness per replica count, evaluation cost per task count"
+    )
+    sc.add_argument(
+        "--replicas", nargs="*", type=_at_least(1), default=[1, 2, 4], metavar="N", help="none: skip"
+    )
+    sc.add_argument(
+        "--tasks",
+        nargs="*",
+        type=_at_least(1),
+        default=[5, 10, 20, 50],
+        metavar="N",
+        help="synthetic tasks; none: skip",
+    )
+    sc.add_argument("--requests", type=_at_least(1), default=3000, help="per hey run (default 3000)")
+    sc.add_argument("--clients", type=_at_least(1), default=16, help="concurrent hey clients (default 16)")
+    sc.add_argument(
+        "--repeats", type=_at_least(1), default=3, help="hey runs per replica count; median reported"
+    )
+    sc.add_argument("--publishes", type=_at_least(1), default=20, help="versions published per replica count")
+    sc.add_argument("--publish-hz", type=_at_least(0.1, float), default=2.0, metavar="HZ")
+    sc.add_argument("--versions", type=_at_least(1), default=20, help="versions scored per task count")
+    sc.add_argument("--scenario", default="split-digits", help="model and serving settings from here")
+    sc.add_argument("--out", type=Path, default=Path("docs/results.md"), help="markdown file to update")
+    sc.add_argument("--json", type=Path, default=Path("out/bench-scale.json"), help="raw results")
+    _ingress_option(sc)
     return p
 
 
@@ -248,7 +293,7 @@ class ProgressLine:
 
 def _run(args: argparse.Namespace) -> int:
     from deploy.report import render_text
-    from deploy.runner import RunOptions, run
+    from deploy.runner import RunOptions, learner_gpu, run
 
     scenario = load_scenario(args.scenario)
     if args.strategy:
@@ -263,6 +308,8 @@ def _run(args: argparse.Namespace) -> int:
         learner_updates["publish_every"] = args.publish_every
     if args.boundaries is not None:
         learner_updates["boundaries"] = args.boundaries
+    if args.device is not None:
+        learner_updates["device"] = args.device
     if learner_updates:
         updates["learner"] = scenario.learner.model_copy(update=learner_updates)
     gate_updates = {
@@ -277,6 +324,13 @@ def _run(args: argparse.Namespace) -> int:
     if gate_updates:
         updates["gate"] = scenario.gate.model_copy(update=gate_updates)
     scenario = scenario.model_copy(update=updates)
+    if args.address is None:  # this machine's devices decide; a cluster's placement is the user's
+        from learner.device import DeviceError
+
+        try:
+            scenario = learner_gpu(scenario)
+        except DeviceError as exc:
+            raise ScenarioError(str(exc)) from None
     try:
         opts = RunOptions(
             duration_s=args.duration,
@@ -500,6 +554,61 @@ def _bench_swap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_learner(args: argparse.Namespace) -> int:
+    import json
+
+    from deploy.bench import write_section
+    from deploy.bench_learner import bench_learner, render
+
+    command = (
+        f"olsim bench learner --strategies {' '.join(args.strategies)} "
+        f"--batches {' '.join(map(str, args.batches))} --seconds {args.seconds:g} --repeats {args.repeats}"
+    )
+    rows = bench_learner(args.strategies, args.batches, args.seconds, args.repeats)
+    write_section(args.out, render(rows, command), title="Learner throughput (`olsim bench learner`)")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(rows, indent=2))
+    print(f"table written to {args.out}, raw results to {args.json}")
+    return 0
+
+
+def _bench_scale(args: argparse.Namespace) -> int:
+    import json
+    import shutil
+
+    from deploy.bench_scale import evaluation_scale, serving_scale, write
+
+    if args.replicas and shutil.which("hey") is None:
+        print("olsim: error: `hey` is not installed: apt-get install hey (Debian/Ubuntu)", file=sys.stderr)
+        return 2
+    command = (
+        f"olsim bench scale --replicas {' '.join(map(str, args.replicas))} "
+        f"--tasks {' '.join(map(str, args.tasks))} "
+        f"--requests {args.requests} --clients {args.clients} --repeats {args.repeats} "
+        f"--publishes {args.publishes} --publish-hz {args.publish_hz:g} --versions {args.versions} "
+        f"--scenario {args.scenario} --ingress {args.ingress}"
+    )
+    scenario = load_scenario(args.scenario)
+    evaluation = evaluation_scale(args.tasks, args.versions) if args.tasks else []
+    serving = []
+    if args.replicas:
+        serving = serving_scale(
+            scenario,
+            args.replicas,
+            args.json.parent / "bench-scale",
+            args.requests,
+            args.clients,
+            args.repeats,
+            args.publishes,
+            args.publish_hz,
+        )
+    write(serving, evaluation, args.out, command, args.clients)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"serving": serving, "evaluation": evaluation}, indent=2))
+    print(f"table written to {args.out}, raw results to {args.json}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not getattr(args, "address", None):
@@ -528,6 +637,8 @@ def main(argv: list[str] | None = None) -> int:
                 "swap": _bench_swap,
                 "serve": _bench_serve,
                 "reliability": _bench_reliability,
+                "scale": _bench_scale,
+                "learner": _bench_learner,
             }
             return bench[args.bench](args)
     except ScenarioError as exc:

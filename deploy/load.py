@@ -5,6 +5,12 @@ response does not delay the next request (open loop). Latency is measured from t
 time: when every worker is busy the wait counts, which closed-loop tools hide ("coordinated
 omission"). Each response is checked against the response schema. Full load testing (Locust) is
 ``olsim load``'s job.
+
+Like any HTTP client with a connection pool (urllib3, browsers), a request whose pooled keep-alive
+connection the server closed before answering (no HTTP response at all) is sent once more on a
+new connection; the summary counts these as ``retried``. HAProxy closes idle client connections
+when Serve reloads it on a replica change, and a request can race that close. Timeouts are not
+retried, and a request that fails twice counts as failed.
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ from pydantic import ValidationError
 from serving.schemas import PredictResponse
 
 log = logging.getLogger(__name__)
+
+
+# No HTTP answer because the connection went away (closed, reset, refused); not timeouts.
+RETRIED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.ConnectError)
 
 
 @dataclass
@@ -48,6 +58,7 @@ class LoadGenerator:
     def __post_init__(self) -> None:
         if not self.rps > 0:
             raise ValueError(f"rps must be > 0, got {self.rps}")
+        self.retried = 0  # requests sent twice because the server closed the connection unanswered
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="olsim-load", daemon=True)
 
@@ -77,7 +88,12 @@ class LoadGenerator:
         sent = time.time() - (time.perf_counter() - scheduled)  # unix time it was due
         status, version, replica = 0, None, None
         try:
-            r = client.post(self.url, json=body)
+            try:
+                r = client.post(self.url, json=body)
+            except RETRIED as exc:  # the server closed the (pooled) connection without an answer
+                log.info("request retried error=%r", exc)
+                self.retried += 1
+                r = client.post(self.url, json=body)
             status = r.status_code
             if status == 200:
                 parsed = PredictResponse.model_validate_json(r.content)
@@ -100,7 +116,7 @@ class LoadGenerator:
             [round(s.sent_at, 4), round(s.latency_s * 1e3, 3), s.status, s.version, s.replica]
             for s in samples
         ]
-        return summarize_rows(rows) | {"samples": rows[: self.max_samples_kept]}
+        return summarize_rows(rows) | {"retried": self.retried, "samples": rows[: self.max_samples_kept]}
 
 
 def summarize_rows(rows: list[list[Any]]) -> dict[str, Any]:

@@ -101,7 +101,8 @@ def render_text(report: dict[str, Any]) -> str:
     if req:
         lat = req["latency_ms"]
         lines.append(
-            f"requests {req['count']}   errors {req['errors']}   latency ms p50 {_fmt(lat['p50'])} "
+            f"requests {req['count']}   errors {req['errors']}   retried {req.get('retried', 0)}   "
+            f"latency ms p50 {_fmt(lat['p50'])} "
             f"p99 {_fmt(lat['p99'])}   versions seen {len(req['versions_seen'])}"
         )
     return "\n".join(lines) + "\n"
@@ -296,7 +297,8 @@ def render_html(report: dict[str, Any], images: list[tuple[str, str]]) -> str:
         rows.append(
             (
                 "requests",
-                f"{req['count']} ({req['errors']} failed), latency ms p50 {_fmt(lat['p50'])} "
+                f"{req['count']} ({req['errors']} failed, {req.get('retried', 0)} retried), "
+                f"latency ms p50 {_fmt(lat['p50'])} "
                 f"p99 {_fmt(lat['p99'])}",
             )
         )

@@ -118,6 +118,19 @@ def start_evaluator_actor(
     )
 
 
+def learner_gpu(scenario: Scenario) -> Scenario:
+    """``scenario`` with one GPU for the learner actor when its device resolves to CUDA on this
+    machine (Ray hides GPUs from an actor that asks for none). Raises DeviceError for ``cuda``
+    without a CUDA device."""
+    from learner.device import choose_device
+
+    learner, placement = scenario.learner, scenario.placement
+    device = choose_device(learner.device, learner.model, learner.batch_size)
+    if device.type != "cuda" or placement.learner_gpus > 0:
+        return scenario
+    return scenario.model_copy(update={"placement": placement.model_copy(update={"learner_gpus": 1})})
+
+
 def start_learner_actor(
     scenario: Scenario, registry: Any, evaluator: Any, checkpoint: Path, **options: Any
 ) -> Any:
@@ -125,7 +138,13 @@ def start_learner_actor(
     from learner.actor import LearnerActor
 
     s = scenario
-    base = {"num_cpus": 0, "max_concurrency": 4, "resources": dict(s.placement.learner), **RESTARTS}
+    base = {
+        "num_cpus": 0,
+        "num_gpus": s.placement.learner_gpus,
+        "max_concurrency": 4,
+        "resources": dict(s.placement.learner),
+        **RESTARTS,
+    }
     return _actor(LearnerActor, **{**base, **options}).remote(
         s.stream, s.learner, s.seed, registry, evaluator, str(checkpoint.resolve())
     )

@@ -34,6 +34,9 @@ class Placement(BaseModel):
     registry: dict[str, float] = Field(default_factory=dict)
     evaluator: dict[str, float] = Field(default_factory=dict)
     learner: dict[str, float] = Field(default_factory=dict)
+    learner_gpus: float = Field(
+        0, ge=0, description="GPUs Ray gives the learner (its num_gpus); without one it sees no CUDA device"
+    )
 
 
 class Scenario(BaseModel):

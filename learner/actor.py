@@ -112,6 +112,7 @@ class LearnerActor:
             "restarts": self.restarts,
             "resumed_from": self.resumed_from,
             "node": self.node,
+            "device": str(loop.trainer.device),
         }
 
     def stream_report(self) -> dict[str, Any]:

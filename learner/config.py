@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from learner.device import Device
 from learner.drift import DriftConfig
 from learner.model import ModelSpec
 from learner.strategies.config import NaiveConfig, StrategyConfig
@@ -26,3 +27,8 @@ class LearnerConfig(BaseModel):
         "drift detector on the prequential error calls the strategies' on_drift instead",
     )
     drift: DriftConfig = DriftConfig()
+    device: Device = Field(
+        "auto",
+        description="where the learner trains: cpu, cuda, or auto (cuda only when a CUDA device exists and "
+        "a step is big enough to beat its launch overhead: learner/device.py)",
+    )

@@ -212,7 +212,7 @@ class EvaluatorActor:
             while self._pending_rows and self._pending_rows[0][1] in scored:
                 self.evaluator.set_row(*self._pending_rows.pop(0))
             if self._served in scored and self._exported != self._served:
-                self._export(self._served)
+                self.telemetry.show_version(self.evaluator, self._served)
                 self._exported = self._served
         for s in ray.get(self.registry.swaps.remote(self._swap_cursor)):
             t.staleness.observe(max(0.0, s.staleness_s))
@@ -245,17 +245,3 @@ class EvaluatorActor:
             {"from": served, "to": max(good), "ok": result.ok, "detail": result.detail}
         )
         log.warning("rollback from=%d to=%d ok=%s %s", served, max(good), result.ok, reason)
-
-    def _export(self, version: int) -> None:
-        t, ev = self.telemetry, self.evaluator
-        r = ev.results[version]
-        for j, a in enumerate(r.seen):
-            t.task_accuracy.labels(task=str(j)).set(a)
-        for j, f in enumerate(ev.forgetting_now(version)):
-            t.task_forgetting.labels(task=str(j)).set(f)
-        t.average_accuracy.set(sum(r.seen) / len(r.seen))
-        bwt = ev.backward_transfer_now(version)
-        if bwt is not None:
-            t.backward_transfer.set(bwt)
-        t.model_version.set(version)
-        t.published.set(r.published_at)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from learner.config import LearnerConfig
+from learner.device import choose_device
 from learner.drift import PageHinkley
 from learner.model import build_model
 from learner.snapshot import Snapshot
@@ -60,7 +61,8 @@ class LearnerLoop:
         self.checkpoint = checkpoint  # called after every publication, with the loop at a step boundary
         model = build_model(config.model, seed=seed)
         strategy = make_strategy(config.strategy, n_features=config.model.in_features, seed=seed)
-        self.trainer = Trainer(model, strategy, config.optimizer)
+        device = choose_device(config.device, config.model, config.batch_size)
+        self.trainer = Trainer(model, strategy, config.optimizer, device)
         self.initial = Snapshot.from_model(model)
         self.offset = 0  # next stream position to consume (a Delivery's slot, a clean stream's offset)
         self.task: int | None = None

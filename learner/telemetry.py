@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from learner.gate import ACCEPT_REASONS, REJECT_REASONS
 from stream.chaos import CHAOS_KINDS
 from stream.ingest import DEAD_LETTER_REASONS
+
+if TYPE_CHECKING:
+    from learner.evaluator import Evaluator
 
 STALENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -174,6 +178,20 @@ class Telemetry:
             self.lag.set(stats.lag_s)
         self.learner_running.set(1 if stats.running else 0)
         self.learner_heartbeat.set(time.time())
+
+    def show_version(self, ev: Evaluator, version: int) -> None:
+        """Set the served-version gauges from ``ev``'s scores of ``version`` (one series per task)."""
+        r = ev.results[version]
+        for j, a in enumerate(r.seen):
+            self.task_accuracy.labels(task=str(j)).set(a)
+        for j, f in enumerate(ev.forgetting_now(version)):
+            self.task_forgetting.labels(task=str(j)).set(f)
+        self.average_accuracy.set(sum(r.seen) / len(r.seen))
+        bwt = ev.backward_transfer_now(version)
+        if bwt is not None:
+            self.backward_transfer.set(bwt)
+        self.model_version.set(version)
+        self.published.set(r.published_at)
 
     def serve(self, host: str, port: int) -> int:
         """Start the scrape endpoint; returns the bound port (useful with ``port=0``)."""

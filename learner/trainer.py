@@ -39,9 +39,14 @@ class Trainer:
     """
 
     def __init__(
-        self, model: nn.Module, strategy: Strategy, optimizer: OptimizerConfig | None = None
+        self,
+        model: nn.Module,
+        strategy: Strategy,
+        optimizer: OptimizerConfig | None = None,
+        device: torch.device | str = "cpu",
     ) -> None:
-        self.model = model.train()  # stays in train mode; evaluation uses its own copies
+        self.device = torch.device(device)
+        self.model = model.to(self.device).train()  # stays in train mode; evaluation uses its own copies
         self.strategy = strategy
         cfg = optimizer or OptimizerConfig()
         params = model.parameters()
@@ -56,11 +61,14 @@ class Trainer:
 
         The prepared batch starts with the stream batch (a strategy contract), so the training
         forward's first ``len(y)`` rows are the pre-update predictions: the prequential test costs
-        no extra forward pass.
+        no extra forward pass. Strategies see the stream batch on the CPU (``prepare_batch``,
+        ``after_step``: their memories stay there); the prepared batch goes to the trainer's device,
+        where ``penalty`` gets it with the model.
         """
         bx, by = self.strategy.prepare_batch(x, y)
+        bx, by = bx.to(self.device, non_blocking=True), by.to(self.device, non_blocking=True)
         logits = self.model(bx)  # (B', n_classes)
-        correct = int((logits[: len(y)].detach().argmax(dim=1) == y).sum().item())
+        correct = int((logits[: len(y)].detach().argmax(dim=1) == by[: len(y)]).sum().item())
         loss = nn.functional.cross_entropy(logits, by)
         extra = self.strategy.penalty(self.model, bx, logits)
         if extra is not None:

@@ -75,9 +75,11 @@ def detached_params(model: nn.Module) -> dict[str, torch.Tensor]:
 def quadratic_anchor(
     model: nn.Module, weight: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor]
 ) -> torch.Tensor:
-    """sum_i weight_i * (theta_i - anchor_i)^2 over named parameters (EWC, SI)."""
-    total = torch.zeros(())
+    """sum_i weight_i * (theta_i - anchor_i)^2 over named parameters (EWC, SI), on the model's device
+    (weights and anchors restored from a checkpoint arrive on the CPU: ``.to`` is free otherwise)."""
+    total: torch.Tensor | None = None
     for n, p in model.named_parameters():
         if n in weight:
-            total = total + (weight[n] * (p - anchor[n]) ** 2).sum()
-    return total
+            term = (weight[n].to(p.device) * (p - anchor[n].to(p.device)) ** 2).sum()
+            total = term if total is None else total + term
+    return torch.zeros(()) if total is None else total

@@ -43,12 +43,12 @@ class Der(Strategy):
         return torch.cat([x, bx]), torch.cat([y, by])
 
     def penalty(self, model: nn.Module, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | None:
-        self._stream_logits = logits[: self._n_stream].detach()
+        self._stream_logits = logits[: self._n_stream].detach().cpu()  # the buffer lives on the CPU
         if len(self.buffer) == 0:
             return None
         idx = self.buffer.sample_index(self.config.replay_batch)
-        z = model(self.buffer.x[idx])  # (k, n_classes)
-        return self.config.alpha * nn.functional.mse_loss(z, self.buffer.z[idx])
+        z = model(self.buffer.x[idx].to(x.device))  # (k, n_classes)
+        return self.config.alpha * nn.functional.mse_loss(z, self.buffer.z[idx].to(x.device))
 
     def after_step(self, x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> None:
         self.buffer.add(x, y, self._stream_logits)

@@ -42,11 +42,8 @@ class Ewc(Strategy):
     def penalty(self, model: nn.Module, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | None:
         if not self.fishers:
             return None
-        total = sum(
-            (quadratic_anchor(model, f, a) for f, a in zip(self.fishers, self.anchors, strict=True)),
-            torch.zeros(()),
-        )
-        return 0.5 * self.config.lam * total
+        terms = [quadratic_anchor(model, f, a) for f, a in zip(self.fishers, self.anchors, strict=True)]
+        return 0.5 * self.config.lam * torch.stack(terms).sum()
 
     def on_task_end(self, task: int, model: nn.Module) -> None:
         self._consolidate(model)
@@ -60,7 +57,7 @@ class Ewc(Strategy):
         fisher = self._fisher(model)
         anchor = detached_params(model)
         if self.config.online and self.fishers:
-            fisher = {n: self.config.gamma * self.fishers[0][n] + f for n, f in fisher.items()}
+            fisher = {n: self.config.gamma * self.fishers[0][n].to(f.device) + f for n, f in fisher.items()}
             self.fishers, self.anchors = [fisher], [anchor]
         else:
             self.fishers.append(fisher)
@@ -70,7 +67,9 @@ class Ewc(Strategy):
     def _fisher(self, model: nn.Module) -> dict[str, torch.Tensor]:
         params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         fisher = {n: torch.zeros_like(p) for n, p in params.items()}
-        x, y = self.task_samples.x[: len(self.task_samples)], self.task_samples.y[: len(self.task_samples)]
+        held = len(self.task_samples)
+        device = next(iter(params.values())).device
+        x, y = self.task_samples.x[:held].to(device), self.task_samples.y[:held].to(device)
         was_training = model.training
         model.eval()
         for i in range(len(y)):  # per-sample gradients: the empirical Fisher's diagonal

@@ -25,6 +25,7 @@ class Si(Strategy):
     """
 
     name = "si"
+    _STATE = ("omega", "importance", "anchor", "task_start", "prev")  # the per-parameter state
 
     def __init__(self, config: SiConfig, *, n_features: int, seed: int = 0) -> None:
         super().__init__(config, n_features=n_features, seed=seed)
@@ -36,6 +37,7 @@ class Si(Strategy):
         self.prev: dict[str, torch.Tensor] = {}  # weights before the current step
 
     def penalty(self, model: nn.Module, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | None:
+        self._follow(x.device)
         if not self.prev:  # first step ever: start the path here
             self.prev = detached_params(model)
             self.task_start = detached_params(model)
@@ -68,9 +70,15 @@ class Si(Strategy):
         self.task_start = {n: t.clone() for n, t in now.items()}
         self.omega = {n: torch.zeros_like(t) for n, t in now.items()}
 
+    def _follow(self, device: torch.device) -> None:
+        """Keep the path state where the model trains (a checkpoint restores it on the CPU)."""
+        for k in self._STATE:
+            d = getattr(self, k)
+            if any(t.device != device for t in d.values()):
+                setattr(self, k, {n: t.to(device) for n, t in d.items()})
+
     def state_dict(self) -> dict[str, Any]:
-        names = ("omega", "importance", "anchor", "task_start", "prev")
-        return {k: {n: t.clone() for n, t in getattr(self, k).items()} for k in names}
+        return {k: {n: t.clone() for n, t in getattr(self, k).items()} for k in self._STATE}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for k, v in state.items():

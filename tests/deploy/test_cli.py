@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from deploy.scenario import builtin_names
 from learner.strategies import STRATEGIES
@@ -47,6 +48,9 @@ def _olsim(*args: str) -> subprocess.CompletedProcess[str]:
         (["load", "--url", "http://127.0.0.1:8000", "--scenario", "x"], "not allowed with argument"),
         (["run", "split-digits", "--scrape-interval", "0.1"], "must be >= 0.5"),
         (["run", "split-digits", "--prometheus-port", "70000"], "prometheus_port"),
+        (["run", "split-digits", "--device", "tpu"], "invalid choice: 'tpu'"),
+        (["bench", "learner", "--batches", "0"], "must be >= 1"),
+        (["bench", "scale", "--replicas", "0"], "must be >= 1"),
         (["report"], "required: dir"),
         (["run"], "required: scenario"),
         (["frobnicate"], "invalid choice"),
@@ -102,3 +106,10 @@ def test_ray_metrics_port_in_use_is_named_before_ray_starts(tmp_path: Path) -> N
         r = _olsim("run", "split-digits", "--ray-metrics-port", str(port), "--report-dir", str(tmp_path))
     assert r.returncode == 1
     assert f"Ray's metrics export port {port} is in use" in r.stderr and "--ray-metrics-port" in r.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a CUDA device")
+def test_device_cuda_without_a_gpu_exits_2_before_starting(tmp_path: Path) -> None:
+    r = _olsim("run", "split-digits", "--device", "cuda", "--report-dir", str(tmp_path / "out"))
+    assert r.returncode == 2 and "no CUDA device" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
