@@ -27,6 +27,8 @@ Faults fire one at a time: the next waits (past its position if need be) until t
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -73,8 +75,8 @@ class Injector:
         if settled and self.faults and progress["offset"] >= self.faults[0].at and not progress["done"]:
             f = self.faults.pop(0)
             row = {"kind": f.kind, "target": f.target, "at": f.at, "offset": progress["offset"]}
-            row |= self._kill(f, progress)
-            row |= {"killed_at": time.time(), "recovered_after_s": None}
+            row |= self._kill(f, progress)  # sets killed_at: when the kill was sent
+            row |= {"recovered_after_s": None}
             self.done.append(row)
             log.warning("fault: killed the %s at offset %d", f.target, progress["offset"])
 
@@ -96,13 +98,14 @@ class Injector:
 
         if f.target == "learner":
             ray.kill(self.learner, no_restart=False)
-            return {"restarts_before": progress["restarts"]}
+            return {"restarts_before": progress["restarts"], "killed_at": time.time()}
         if f.target == "registry":
             registry = self.stack.registry
             state = ray.get(registry.state.remote())
             decisions = len(ray.get(registry.decisions.remote()))
             ray.kill(registry, no_restart=False)
             return {
+                "killed_at": time.time(),
                 "boot_before": state["boot"],
                 "latest_before": state["latest"],
                 "decisions_before": decisions,
@@ -111,13 +114,23 @@ class Injector:
             status = ray.get(self.evaluator.status.remote())
             latest = ray.get(self.stack.registry.state.remote())["latest"]
             ray.kill(self.evaluator, no_restart=False)
-            return {"boot_before": status["boot"], "latest_before": latest}
+            return {"killed_at": time.time(), "boot_before": status["boot"], "latest_before": latest}
         live = self.stack.live_replicas()
         if not live:
             raise RuntimeError(f"no replica of application {self.stack.app_name!r} to kill")
         before = sorted(live)
-        ray.kill(ray.get_actor(live[before[0]], namespace="serve"), no_restart=True)
-        return {"replica": before[0], "replicas_before": before}
+        replica = ray.get_actor(live[before[0]], namespace="serve")
+        where: Any = ray.get(replica.__ray_call__.remote(_whereabouts))
+        pid, host = int(where[0]), str(where[1])
+        ray.kill(replica, no_restart=True)
+        killed_at = time.time()
+        gone = _process_gone_at(pid) if host == socket.gethostname() else _confirmed_dead(replica)
+        return {
+            "killed_at": killed_at,
+            "replica": before[0],
+            "replicas_before": before,
+            "dead_after_s": gone - killed_at,
+        }
 
     def _recovered(self, row: dict[str, Any], p: dict[str, Any]) -> bool:
         import ray
@@ -143,13 +156,60 @@ class Injector:
         return True
 
 
-def requests_around(fault: dict[str, Any], samples: list[list[Any]]) -> dict[str, int]:
-    """Requests in flight when ``fault`` struck, and failed requests from then until it recovered.
+def _whereabouts(actor: Any) -> tuple[int, str]:
+    """Run inside an actor (``__ray_call__``): its process id and host."""
+    return os.getpid(), socket.gethostname()
 
+
+def _process_gone_at(pid: int, timeout_s: float = 10.0) -> float:
+    """Unix time at which process ``pid`` on this machine has exited (or is a zombie). ``ray.kill``
+    only sends the order: the process, and the HTTP server in it, goes tens of ms later, and
+    requests can still reach it until then."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.002)
+    return time.time()
+
+
+def _confirmed_dead(actor: Any, timeout_s: float = 10.0) -> float:
+    """Unix time at which Ray reports ``actor`` dead: for a replica on another machine, where its
+    process cannot be watched (Ray may report it a little before the process is gone)."""
+    import ray
+    from ray.exceptions import RayActorError
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.__ray_ready__.remote(), timeout=1.0)
+        except RayActorError:
+            return time.time()
+        except ray.exceptions.GetTimeoutError:
+            continue
+        time.sleep(0.005)
+    return time.time()
+
+
+def requests_around(fault: dict[str, Any], samples: list[list[Any]]) -> dict[str, int]:
+    """Requests in flight while ``fault`` struck, and failed requests from then until it recovered.
+
+    In flight: running at some moment between the kill order (``killed_at``) and the process being
+    gone (``dead_after_s`` later, replicas only; 0 otherwise): those could reach the dying process.
     ``samples`` rows are the load generator's [sent unix time, latency ms, status, version, replica].
+
+    >>> fault = {"killed_at": 10.0, "dead_after_s": 0.05, "recovered_after_s": 2.0}
+    >>> rows = [[9.9, 200.0, 0], [10.02, 5.0, 500], [10.2, 5.0, 200], [11.0, 5.0, 500]]
+    >>> requests_around(fault, rows)
+    {'in_flight': 2, 'failed': 3}
     """
     t = fault["killed_at"]
+    dead = t + (fault.get("dead_after_s") or 0.0)
     until = t + (fault["recovered_after_s"] or 0.0)
-    in_flight = sum(1 for s in samples if s[0] <= t <= s[0] + s[1] / 1e3)
+    in_flight = sum(1 for s in samples if s[0] <= dead and t <= s[0] + s[1] / 1e3)
     failed = sum(1 for s in samples if s[2] != 200 and s[0] + s[1] / 1e3 >= t and s[0] <= until)
     return {"in_flight": in_flight, "failed": failed}
