@@ -91,9 +91,14 @@ def parse_hey(text: str) -> HeyResult:
     return HeyResult(float(rps.group(1)), statuses, errors, pct("50"), pct("99"))
 
 
-def hey(url: str, body: Path, requests: int, clients: int) -> HeyResult:
+def require_hey() -> None:
+    """Raise BenchError unless the ``hey`` load tool is installed."""
     if shutil.which("hey") is None:
         raise BenchError("`hey` is not installed: apt-get install hey (Debian/Ubuntu)")
+
+
+def hey(url: str, body: Path, requests: int, clients: int) -> HeyResult:
+    require_hey()
     cmd = ["hey", "-n", str(requests), "-c", str(clients), "-m", "POST", "-T", "application/json"]
     done = subprocess.run(
         [*cmd, "-t", "20", "-D", str(body), url], capture_output=True, text=True, timeout=600

@@ -574,12 +574,15 @@ def _bench_learner(args: argparse.Namespace) -> int:
 
 def _bench_scale(args: argparse.Namespace) -> int:
     import json
-    import shutil
 
     from deploy.bench_scale import evaluation_scale, serving_scale, write
+    from deploy.bench_serve import BenchError, require_hey
 
-    if args.replicas and shutil.which("hey") is None:
-        print("olsim: error: `hey` is not installed: apt-get install hey (Debian/Ubuntu)", file=sys.stderr)
+    try:
+        if args.replicas:
+            require_hey()  # before the evaluation part runs
+    except BenchError as exc:
+        print(f"olsim: error: {exc}", file=sys.stderr)
         return 2
     command = (
         f"olsim bench scale --replicas {' '.join(map(str, args.replicas))} "
