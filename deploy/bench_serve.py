@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from deploy.bench import write_section
+from deploy.errors import UserError
 from deploy.net import free_port
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ START = "<!-- olsim bench serve: start -->"
 END = "<!-- olsim bench serve: end -->"
 
 
-class BenchError(RuntimeError):
+class BenchError(UserError, RuntimeError):
     """The benchmark cannot run; the message is one line meant for users."""
 
 

@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
+from deploy.errors import UserError
 from deploy.ingress import DEFAULT_INGRESS, INGRESS_MODES, IngressError, use_ingress
-from deploy.runner import RunError, keep_ray_on_loopback
+from deploy.runner import keep_ray_on_loopback
 from deploy.scenario import ScenarioError, builtin_names, load_scenario
 from learner.strategies import STRATEGIES
 
@@ -159,6 +160,15 @@ def _parser() -> argparse.ArgumentParser:
         "--batch-share", type=_fraction, default=0.2, help="share of batched requests (default 0.2)"
     )
     ld.add_argument("--out", type=Path, default=Path("out/load"), help="report directory (default out/load)")
+    ld.add_argument(
+        "--serve-port", type=_at_least(1), help="without --url: the HTTP port of the olsim it starts (8000)"
+    )
+    ld.add_argument(
+        "--ray-metrics-port",
+        type=_at_least(0),
+        default=8090,
+        help="without --url: Ray's metrics export port of the olsim it starts (default 8090; 0 = any)",
+    )
     _ingress_option(ld)
     rp = sub.add_parser("report", help="rewrite report.txt, report.html and plots/ from DIR/report.json")
     rp.add_argument("dir", type=Path, help="a run's report directory (holds report.json)")
@@ -383,10 +393,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def expectations_exit(report: dict[str, Any]) -> int:
     """0, or EXPECTATION_FAILED after naming on stderr each promised outcome that did not hold."""
-    failed = [e for e in report.get("expectations", []) if not e["ok"]]
+    failed = [e for e in report.get("expectations", []) if e["ok"] is False]
     for e in failed:
+        why = f": {e['detail']}" if e.get("detail") else ""
         sys.stderr.write(
-            f"olsim: expectation failed: {e['name']} = {e['value']} (expected {e['expected']})\n"
+            f"olsim: expectation failed: {e['name']} = {e['value']} (expected {e['expected']}){why}\n"
         )
     return EXPECTATION_FAILED if failed else 0
 
@@ -449,7 +460,7 @@ def _bench_knn_index(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from deploy.loadtest import LoadError, LoadOptions, load, render_text
+    from deploy.loadtest import LoadOptions, load, render_text
 
     if args.url is None:
         load_scenario(args.scenario)  # unknown names: exit 2 before anything starts
@@ -465,15 +476,13 @@ def _load(args: argparse.Namespace) -> int:
             batch_rows=args.batch_rows,
             batch_share=args.batch_share,
             out=args.out,
+            serve_port=args.serve_port,
+            ray_metrics_port=args.ray_metrics_port,
         )
     except ValidationError as exc:
         print(f"olsim: error: {exc.errors()[0]['msg']}", file=sys.stderr)
         return 2
-    try:
-        report = load(opts)
-    except LoadError as exc:
-        print(f"olsim: load failed: {exc}", file=sys.stderr)
-        return 1
+    report = load(opts)
     print(render_text(report), end="")
     print(f"report written to {opts.out}/load.json (latency plot: {opts.out}/load-latency.svg)")
     return 0
@@ -519,8 +528,7 @@ def _bench_serve(args: argparse.Namespace) -> int:
         )
         overloaded = overload(args.overload, args.requests, args.json.parent / "bench-serve")
     except BenchError as exc:
-        print(f"olsim: bench serve failed: {exc}", file=sys.stderr)
-        return 2 if "not installed" in str(exc) else 1
+        raise UserError(f"bench serve: {exc}") from None
     write(rows, args.out, command, args.clients, overloaded)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"rows": rows, "overload": overloaded}, indent=2))
@@ -576,14 +584,10 @@ def _bench_scale(args: argparse.Namespace) -> int:
     import json
 
     from deploy.bench_scale import evaluation_scale, serving_scale, write
-    from deploy.bench_serve import BenchError, require_hey
+    from deploy.bench_serve import require_hey
 
-    try:
-        if args.replicas:
-            require_hey()  # before the evaluation part runs
-    except BenchError as exc:
-        print(f"olsim: error: {exc}", file=sys.stderr)
-        return 2
+    if args.replicas:
+        require_hey()  # before the evaluation part runs
     command = (
         f"olsim bench scale --replicas {' '.join(map(str, args.replicas))} "
         f"--tasks {' '.join(map(str, args.tasks))} "
@@ -627,30 +631,40 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        if args.command == "run":
-            return _run(args)
-        if args.command == "report":
-            return _report(args)
-        if args.command == "load":
-            return _load(args)
-        if args.command == "bench":
-            bench = {
-                "forgetting": _bench_forgetting,
-                "knn-index": _bench_knn_index,
-                "swap": _bench_swap,
-                "serve": _bench_serve,
-                "reliability": _bench_reliability,
-                "scale": _bench_scale,
-                "learner": _bench_learner,
-            }
-            return bench[args.bench](args)
-    except ScenarioError as exc:
-        print(f"olsim: error: {exc}", file=sys.stderr)
-        return 2
-    except RunError as exc:
-        print(f"olsim: run failed: {exc}", file=sys.stderr)
-        return 1
-    return 2
+        return _dispatch(args)
+    except UserError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as exc:  # anything else: still one line; -v logs the traceback
+        log.info("unexpected error", exc_info=True)
+        text = str(exc).strip()
+        return _fail(f"{type(exc).__name__}: {text.splitlines()[0] if text else repr(exc)}")
+
+
+def _fail(message: str, code: int = 2) -> int:
+    """Every failure: one line on stderr, exit code 2 (130 when interrupted)."""
+    print(f"olsim: error: {' '.join(message.split())}", file=sys.stderr)
+    return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(args)
+    if args.command == "report":
+        return _report(args)
+    if args.command == "load":
+        return _load(args)
+    bench = {
+        "forgetting": _bench_forgetting,
+        "knn-index": _bench_knn_index,
+        "swap": _bench_swap,
+        "serve": _bench_serve,
+        "reliability": _bench_reliability,
+        "scale": _bench_scale,
+        "learner": _bench_learner,
+    }
+    return bench[args.bench](args)
 
 
 if __name__ == "__main__":

@@ -78,9 +78,40 @@ def _recoveries(r: dict[str, Any]) -> list[float]:
     return [f["recovered_after_s"] for f in r.get("faults", []) if f["recovered_after_s"] is not None]
 
 
-def _failed_requests(r: dict[str, Any]) -> float | None:
+class Unmeasured(Exception):
+    """An outcome that should have been measured and could not be; the message says why (it fails)."""
+
+
+class NotChecked(Exception):
+    """An outcome the run's own options leave nothing to check for (no load, a stream cut short);
+    the message says why. It neither holds nor fails."""
+
+
+def _load_ran(r: dict[str, Any]) -> dict[str, Any]:
     req = r.get("requests")
-    return None if req is None else req["errors"]
+    if req is not None:
+        return dict(req)
+    if r.get("load_rps") == 0:
+        raise NotChecked("the run sent no /predict load (--load-rps 0)")
+    raise Unmeasured("no /predict load ran (no version was ever served)")
+
+
+def _requests(key: str) -> Callable[[dict[str, Any]], float | None]:
+    return lambda r: float(_load_ran(r)[key])
+
+
+def failed_beyond_in_flight(r: dict[str, Any]) -> float:
+    """Failed requests, over every fault, beyond those that could have reached a dying process."""
+    _load_ran(r)
+    total = 0
+    for f in r.get("faults", []):
+        if f.get("failed_beyond_in_flight", 0) is None:
+            raise Unmeasured(
+                f"the {f['target']} killed at offset {f['offset']} was never seen to die, "
+                "so no failure can be told apart from one it caused"
+            )
+        total += f.get("failed_beyond_in_flight", 0)
+    return float(total)
 
 
 VALUES: dict[str, Callable[[dict[str, Any]], float | None]] = {
@@ -89,13 +120,12 @@ VALUES: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "duplicates_skipped": _stream("duplicates_skipped"),
     "dead_lettered": _stream("dead_lettered"),
     "chaos_events": lambda r: len(r.get("chaos") or []),
-    "failed_requests": _failed_requests,
+    "failed_requests": _requests("errors"),
+    "retried": _requests("retried"),
     "learner_restarts": _stream("learner_restarts"),
     "faults_recovered": lambda r: len(_recoveries(r)),
     "max_recovery_s": lambda r: max(_recoveries(r), default=None),
-    "failed_beyond_in_flight": lambda r: sum(
-        max(0, f["failed"] - f["in_flight"]) for f in r.get("faults", []) if "failed" in f
-    ),
+    "failed_beyond_in_flight": failed_beyond_in_flight,
     "versions_published": lambda r: r.get("versions_published"),
     "max_served_old_task_drop": lambda r: max(served_old_task_drops(r), default=0.0),
     "gate_rejections": gate_rejections,
@@ -118,12 +148,11 @@ class Expectations(BaseModel):
     dead_lettered: Bound | None = None  # records refused at ingest
     chaos_events: Bound | None = None  # chaos windows the stream reached
     failed_requests: Bound | None = None  # /predict answers other than 200 under the run's load
+    retried: Bound | None = None  # requests the run's load sent twice (reused connection closed unanswered)
     learner_restarts: Bound | None = None  # times the learner came back from its checkpoint
     faults_recovered: Bound | None = None  # injected faults the system came back from
     max_recovery_s: Bound | None = None  # longest kill-to-recovered
-    failed_beyond_in_flight: Bound | None = (
-        None  # failed requests per fault beyond those in flight at the kill
-    )
+    failed_beyond_in_flight: Bound | None = None  # failed, kill to recovery, beyond those in flight at it
     versions_published: Bound | None = None
     max_served_old_task_drop: Bound | None = None  # worst old-task forgetting a served version brought
     gate_rejections: Bound | None = None
@@ -135,17 +164,37 @@ class Expectations(BaseModel):
 
 
 def check(expect: Expectations, report: dict[str, Any]) -> list[dict[str, Any]]:
-    """One outcome per bound given: name, measured value, the bound, ok."""
+    """One outcome per bound given: name, measured value, the bound, ``ok`` (True, False, or None for
+    not checked) and, when no value was measured, a ``detail`` saying why. A value that should have
+    been measured and was not fails; a run cut short (``truncated``) or without load leaves the
+    outcomes that need those not checked.
+
+    >>> [(o["ok"], o["detail"]) for o in check(Expectations(retried={"max": 2}), {})]
+    [(False, 'no /predict load ran (no version was ever served)')]
+    >>> [(o["ok"], o["detail"]) for o in check(Expectations(retried={"max": 2}), {"load_rps": 0})]
+    [(None, 'not checked: the run sent no /predict load (--load-rps 0)')]
+    """
     out = []
     for name in type(expect).model_fields:
         bound = getattr(expect, name)
         if bound is None:
             continue
-        value = VALUES[name](report)
+        row: dict[str, Any] = {"name": name, "value": None, "expected": bound.text()}
+        if report.get("truncated"):
+            out.append(row | {"ok": None, "detail": "not checked: the stream was cut short (--duration)"})
+            continue
+        try:
+            value = VALUES[name](report)
+        except NotChecked as exc:
+            out.append(row | {"ok": None, "detail": f"not checked: {exc}"})
+            continue
+        except Unmeasured as exc:
+            out.append(row | {"ok": False, "detail": str(exc)})
+            continue
         ok = (
             value is not None
             and (bound.min is None or value >= bound.min)
             and (bound.max is None or value <= bound.max)
         )
-        out.append({"name": name, "value": value, "expected": bound.text(), "ok": bool(ok)})
+        out.append(row | {"value": value, "ok": bool(ok)})
     return out

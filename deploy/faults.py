@@ -2,7 +2,8 @@
 
 Delivery faults (bursts, duplicates, malformed records, ...) belong to the stream (``stream.chaos``);
 these kill a running part of the system. Positions are stream positions, so a timeline means the
-same at any rate: the runner kills the target once the learner has consumed that far.
+same at any rate and on any machine: the learner is given every fault's position and holds there
+(after the batch that reaches it) until the injector has struck and releases it.
 
 - ``learner``: the learner actor's process dies; Ray restarts it and it resumes from its checkpoint.
   Recovered when the restarted learner trains past the position it resumed from.
@@ -18,7 +19,9 @@ same at any rate: the runner kills the target once the learner has consumed that
   metrics from the registry before it reopens the scrape endpoint (same port). Recovered when the new
   process has scored every version that existed at the kill.
 
-Faults fire one at a time: the next waits (past its position if need be) until the last recovered.
+Faults fire one at a time: the learner holds at the next position until the last fault recovered.
+A learner restarted from a checkpoint before a fault's position holds there again; the injector
+releases it at once (that fault has struck).
 
 >>> Kill.model_validate({"target": "learner", "at": 800}).kind
 'kill'
@@ -50,10 +53,10 @@ class Kill(BaseModel):
 
 @dataclass
 class Injector:
-    """Fires due faults as the learner's progress passes them; times each recovery.
+    """Strikes each fault when the learner holds at its position; times each recovery.
 
     ``learner``/``evaluator`` are those actors and ``stack`` the run's ServingStack (set by the
-    runner once they exist).
+    runner once they exist). The learner must be started with :attr:`holds`.
     """
 
     faults: list[Kill]
@@ -64,21 +67,54 @@ class Injector:
 
     def __post_init__(self) -> None:
         self.faults = sorted(self.faults, key=lambda f: f.at)
+        self.pending = list(enumerate(self.faults))  # (hold index, fault) not struck yet
+
+    @property
+    def holds(self) -> list[int]:
+        """The stream positions the learner holds at, in order (hold i is fault i)."""
+        return [f.at for f in self.faults]
 
     def step(self, progress: dict[str, Any]) -> None:
-        """Call with each progress poll: notes recoveries, then kills what is due (one per call)."""
+        """Call with each progress poll: notes recoveries, then strikes the fault the learner holds
+        at (once the last one recovered) or releases it from a hold already struck."""
         for row in self.done:
             if row["recovered_after_s"] is None and self._recovered(row, progress):
                 row["recovered_after_s"] = time.time() - row["killed_at"]
                 log.warning("%s recovered after %.2fs", row["target"], row["recovered_after_s"])
+        held = progress.get("held")
+        if held is None:
+            return
+        if any(row["index"] == held for row in self.done):  # a restarted learner, back at a struck hold
+            self._release(held)
+            return
         settled = all(r["recovered_after_s"] is not None for r in self.done)  # one fault at a time
-        if settled and self.faults and progress["offset"] >= self.faults[0].at and not progress["done"]:
-            f = self.faults.pop(0)
-            row = {"kind": f.kind, "target": f.target, "at": f.at, "offset": progress["offset"]}
+        if settled and self.pending and self.pending[0][0] == held:
+            index, f = self.pending.pop(0)
+            row = {
+                "index": index,
+                "kind": f.kind,
+                "target": f.target,
+                "at": f.at,
+                "offset": progress["offset"],
+            }
             row |= self._kill(f, progress)  # sets killed_at: when the kill was sent
             row |= {"recovered_after_s": None}
             self.done.append(row)
             log.warning("fault: killed the %s at offset %d", f.target, progress["offset"])
+            if f.target != "learner":  # (a killed learner comes back and is released then)
+                self._release(index)
+
+    def _release(self, index: int) -> None:
+        import ray
+
+        try:
+            ray.get(self.learner.release.remote(index))
+        except Exception as exc:  # the learner is restarting: it will hold there again
+            log.info("release hold=%d error=%r", index, exc)
+
+    def unfired(self) -> list[Kill]:
+        """Faults that have not struck (the stream ended first, or the run was cut short)."""
+        return [f for _, f in self.pending]
 
     def wait_recovered(self, progress: Any, timeout_s: float) -> bool:
         """After the stream: keep checking until every fault has recovered (or ``timeout_s``)."""
@@ -125,26 +161,30 @@ class Injector:
         ray.kill(replica, no_restart=True)
         killed_at = time.time()
         gone = _process_gone_at(pid) if host == socket.gethostname() else _confirmed_dead(replica)
+        if gone is None:
+            log.warning("fault: the killed replica %s was not seen to die within 10 s", before[0])
         return {
             "killed_at": killed_at,
             "replica": before[0],
             "replicas_before": before,
-            "dead_after_s": gone - killed_at,
+            "dead_after_s": None if gone is None else gone - killed_at,  # None: never seen to die
         }
 
     def _recovered(self, row: dict[str, Any], p: dict[str, Any]) -> bool:
         import ray
 
-        if row["target"] == "learner":  # restarted since the kill, and past where it resumed
+        if row["target"] == "learner":  # restarted since the kill, and training again (or holding)
             moved = p["resumed_from"] is not None and p["offset"] > p["resumed_from"]
-            return bool(p["restarts"] > row["restarts_before"] and (p["done"] or moved))
+            running = p["done"] or moved or p.get("held") is not None
+            return bool(p["restarts"] > row["restarts_before"] and running)
         registry = self.stack.registry
         if row["target"] == "evaluator":  # a new process that has scored everything there was
             status = ray.get(self.evaluator.status.remote())
             return bool(status["boot"] != row["boot_before"] and status["evaluated"] >= row["latest_before"])
         if row["target"] == "registry":
             state = ray.get(registry.state.remote())
-            judged = len(ray.get(registry.decisions.remote())) > row["decisions_before"] or p["done"]
+            judged = len(ray.get(registry.decisions.remote())) > row["decisions_before"]
+            judged = judged or p["done"] or p.get("held") is not None  # a held learner sends nothing
             back = state["boot"] != row["boot_before"] and state["latest"] >= row["latest_before"]
             return bool(back and judged and self.stack.replicas_current())
         generation = ray.get(registry.state.remote())["generation"]
@@ -161,25 +201,26 @@ def _whereabouts(actor: Any) -> tuple[int, str]:
     return os.getpid(), socket.gethostname()
 
 
-def _process_gone_at(pid: int, timeout_s: float = 10.0) -> float:
-    """Unix time at which process ``pid`` on this machine has exited (or is a zombie). ``ray.kill``
-    only sends the order: the process, and the HTTP server in it, goes tens of ms later, and
-    requests can still reach it until then."""
+def _process_gone_at(pid: int, timeout_s: float = 10.0) -> float | None:
+    """Unix time at which process ``pid`` on this machine has exited (or is a zombie), None if it
+    is still there after ``timeout_s``. ``ray.kill`` only sends the order: the process, and the HTTP
+    server in it, goes tens of ms later, and requests can still reach it until then."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    break
+                    return time.time()
         except FileNotFoundError:
-            break
+            return time.time()
         time.sleep(0.002)
-    return time.time()
+    return None
 
 
-def _confirmed_dead(actor: Any, timeout_s: float = 10.0) -> float:
-    """Unix time at which Ray reports ``actor`` dead: for a replica on another machine, where its
-    process cannot be watched (Ray may report it a little before the process is gone)."""
+def _confirmed_dead(actor: Any, timeout_s: float = 10.0) -> float | None:
+    """Unix time at which Ray reports ``actor`` dead (None: not within ``timeout_s``): for a replica
+    on another machine, where its process cannot be watched (Ray may report it a little before the
+    process is gone)."""
     import ray
     from ray.exceptions import RayActorError
 
@@ -192,24 +233,55 @@ def _confirmed_dead(actor: Any, timeout_s: float = 10.0) -> float:
         except ray.exceptions.GetTimeoutError:
             continue
         time.sleep(0.005)
-    return time.time()
+    return None
 
 
-def requests_around(fault: dict[str, Any], samples: list[list[Any]]) -> dict[str, int]:
-    """Requests in flight while ``fault`` struck, and failed requests from then until it recovered.
+def requests_around(fault: dict[str, Any], samples: list[list[Any]]) -> dict[str, Any]:
+    """What the requests of the run's load saw from ``fault``'s kill order until it recovered.
 
-    In flight: running at some moment between the kill order (``killed_at``) and the process being
-    gone (``dead_after_s`` later, replicas only; 0 otherwise): those could reach the dying process.
-    ``samples`` rows are the load generator's [sent unix time, latency ms, status, version, replica].
+    - ``failed``: failed requests whose span reaches into that window (until the end of the load
+      if it never recovered);
+    - ``in_flight_failed``: those of them whose own span overlaps [kill order, process gone]
+      (``dead_after_s`` after the order; replicas only, an instant otherwise): they could have reached
+      the dying process, and no client-side care saves them. None when the replica was never seen
+      to die: then nothing can be excused;
+    - ``failed_beyond_in_flight``: ``failed - in_flight_failed`` (None with it), what olsim promises 0 of;
+    - ``retried``: requests in the window that were sent a second time.
+
+    ``samples`` rows are the load generator's [sent unix time, latency ms, status, version, replica,
+    rows, retried]. A request in flight that succeeded excuses nothing.
 
     >>> fault = {"killed_at": 10.0, "dead_after_s": 0.05, "recovered_after_s": 2.0}
-    >>> rows = [[9.9, 200.0, 0], [10.02, 5.0, 500], [10.2, 5.0, 200], [11.0, 5.0, 500]]
+    >>> rows = [[9.9, 200.0, 0], [9.95, 200.0, 200], [10.02, 5.0, 500], [11.0, 5.0, 500],
+    ...         [11.5, 5.0, 200, 3, "a", 1, "keepalive_closed"], [13.0, 5.0, 500]]
     >>> requests_around(fault, rows)
-    {'in_flight': 2, 'failed': 3}
+    {'failed': 3, 'in_flight_failed': 2, 'failed_beyond_in_flight': 1, 'retried': 1}
+    >>> requests_around(fault | {"dead_after_s": None}, rows)["failed_beyond_in_flight"] is None
+    True
     """
     t = fault["killed_at"]
-    dead = t + (fault.get("dead_after_s") or 0.0)
-    until = t + (fault["recovered_after_s"] or 0.0)
-    in_flight = sum(1 for s in samples if s[0] <= dead and t <= s[0] + s[1] / 1e3)
-    failed = sum(1 for s in samples if s[2] != 200 and s[0] + s[1] / 1e3 >= t and s[0] <= until)
-    return {"in_flight": in_flight, "failed": failed}
+    recovered = fault.get("recovered_after_s")
+    until = float("inf") if recovered is None else t + recovered
+    replica = fault.get("target") == "replica" or "dead_after_s" in fault
+    dead_after = fault.get("dead_after_s") if replica else 0.0
+
+    def end(s: list[Any]) -> float:
+        return float(s[0]) + float(s[1]) / 1e3
+
+    window = [s for s in samples if end(s) >= t and s[0] <= until]
+    failed = [s for s in window if s[2] != 200]
+    retried = sum(1 for s in window if len(s) > 6 and s[6])
+    if dead_after is None:
+        return {
+            "failed": len(failed),
+            "in_flight_failed": None,
+            "failed_beyond_in_flight": None,
+            "retried": retried,
+        }
+    in_flight = sum(1 for s in failed if s[0] <= t + dead_after)
+    return {
+        "failed": len(failed),
+        "in_flight_failed": in_flight,
+        "failed_beyond_in_flight": len(failed) - in_flight,
+        "retried": retried,
+    }

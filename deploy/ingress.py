@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal, get_args
 
+from deploy.errors import UserError
 from deploy.net import free_port
 
 Ingress = Literal["haproxy", "proxy"]
@@ -39,7 +40,7 @@ DRAIN_ENV = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"
 _SWITCHES = ("RAY_SERVE_ENABLE_DIRECT_INGRESS", "RAY_SERVE_ENABLE_HA_PROXY")
 
 
-class IngressError(RuntimeError):
+class IngressError(UserError, RuntimeError):
     """The ingress cannot be set up; the message is one line meant for users."""
 
 

@@ -6,11 +6,13 @@ time: when every worker is busy the wait counts, which closed-loop tools hide ("
 omission"). Each response is checked against the response schema. Full load testing (Locust) is
 ``olsim load``'s job.
 
-Like any HTTP client with a connection pool (urllib3, browsers), a request whose pooled keep-alive
-connection the server closed before answering (no HTTP response at all) is sent once more on a
-new connection; the summary counts these as ``retried``. HAProxy closes idle client connections
-when Serve reloads it on a replica change, and a request can race that close. Timeouts are not
-retried, and a request that fails twice counts as failed.
+Like any HTTP client with a connection pool (urllib3, browsers), a request sent on a *reused*
+keep-alive connection that the server closed without answering (no HTTP response at all) is sent
+once more; ``/predict`` is idempotent. HAProxy closes idle client connections when Serve reloads it
+on a replica change, and a request can race that close. Nothing else is retried: not a refused
+connection, not a timeout, not a new connection that failed. A retry is a fact about the request:
+its sample says so and why (``retried``), the summary counts them, and a request that fails on its
+second try counts as failed.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from serving.schemas import PredictResponse
 log = logging.getLogger(__name__)
 
 
-# No HTTP answer because the connection went away (closed, reset, refused); not timeouts.
-RETRIED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.ConnectError)
+# No HTTP answer because an open connection went away (closed or reset); not refusals, not timeouts.
+CLOSED_UNANSWERED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+KEEPALIVE_CLOSED = "keepalive_closed"  # the one reason a request is retried
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Sample:
     status: int  # 0 = no HTTP response (connection error, timeout, bad body)
     version: int | None
     replica: str | None
+    retried: str | None = None  # why it was sent a second time (KEEPALIVE_CLOSED), None if it was not
 
 
 @dataclass
@@ -58,7 +62,6 @@ class LoadGenerator:
     def __post_init__(self) -> None:
         if not self.rps > 0:
             raise ValueError(f"rps must be > 0, got {self.rps}")
-        self.retried = 0  # requests sent twice because the server closed the connection unanswered
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="olsim-load", daemon=True)
 
@@ -67,7 +70,8 @@ class LoadGenerator:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=self.timeout_s + 1)
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.timeout_s + 1)
 
     def _loop(self) -> None:
         rng = np.random.default_rng(self.seed)
@@ -86,23 +90,23 @@ class LoadGenerator:
 
     def _one(self, client: httpx.Client, body: dict[str, object], scheduled: float) -> None:
         sent = time.time() - (time.perf_counter() - scheduled)  # unix time it was due
-        status, version, replica = 0, None, None
+        status, version, replica, retried = 0, None, None, None
         try:
             try:
-                r = client.post(self.url, json=body)
-            except RETRIED as exc:  # the server closed the (pooled) connection without an answer
-                log.info("request retried error=%r", exc)
-                self.retried += 1
+                r = _post(client, self.url, body)
+            except ReusedConnectionClosed as exc:  # what a pooled client retries: once
+                log.info("request retried error=%r", exc.__cause__)
+                retried = KEEPALIVE_CLOSED
                 r = client.post(self.url, json=body)
             status = r.status_code
             if status == 200:
                 parsed = PredictResponse.model_validate_json(r.content)
                 version, replica = parsed.model_version, r.headers.get("x-olsim-replica")
         except httpx.HTTPError as exc:
-            log.warning("request failed error=%r", exc)
+            log.warning("request failed error=%r retried=%s", exc, retried)
         except ValidationError:
             status = 0  # a 200 whose body breaks the response schema counts as a failure
-        self.samples.append(Sample(sent, time.perf_counter() - scheduled, status, version, replica))
+        self.samples.append(Sample(sent, time.perf_counter() - scheduled, status, version, replica, retried))
 
     def window(self, start: float, end: float) -> list[Sample]:
         """Requests due in [start, end) (unix times)."""
@@ -111,23 +115,58 @@ class LoadGenerator:
     def summary(self, samples: list[Sample] | None = None) -> dict[str, Any]:
         """Counts and latency percentiles of ``samples`` (default: every request so far)."""
         samples = sorted(self.samples if samples is None else samples, key=lambda s: s.sent_at)
-        # one row per request: [unix time sent, latency ms, HTTP status (0 = none), version, replica]
+        # one row per request: [unix time sent, latency ms, HTTP status (0 = none), version, replica,
+        # rows in it, why it was retried (None: it was not)]
         rows = [
-            [round(s.sent_at, 4), round(s.latency_s * 1e3, 3), s.status, s.version, s.replica]
+            [round(s.sent_at, 4), round(s.latency_s * 1e3, 3), s.status, s.version, s.replica, 1, s.retried]
             for s in samples
         ]
-        return summarize_rows(rows) | {"retried": self.retried, "samples": rows[: self.max_samples_kept]}
+        return summarize_rows(rows) | {"samples": rows[: self.max_samples_kept]}
+
+
+class ReusedConnectionClosed(Exception):
+    """A request's reused keep-alive connection was closed before any answer (``__cause__``: why)."""
+
+
+def _post(client: httpx.Client, url: str, body: dict[str, object]) -> httpx.Response:
+    """POST once; a request that went out on a reused pooled connection (it opened none) and got no
+    answer because that connection closed raises ReusedConnectionClosed, everything else as is."""
+    opened: list[str] = []
+
+    def trace(event: str, _info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.started":
+            opened.append(event)
+
+    try:
+        return client.post(url, json=body, extensions={"trace": trace})
+    except CLOSED_UNANSWERED as exc:
+        if opened:  # a new connection failed: no stale keep-alive to blame, not retried
+            raise
+        raise ReusedConnectionClosed(str(exc)) from exc
+
+
+def retried(row: list[Any]) -> str | None:
+    """Why the request of a sample row was retried (None: it was not, or the row does not say)."""
+    return row[6] if len(row) > 6 else None
 
 
 def summarize_rows(rows: list[list[Any]]) -> dict[str, Any]:
-    """Count, errors, answers by status, latency percentiles of the 200s and the versions that
-    answered, from rows of [unix time sent, latency ms, status (0 = no answer), version, ...].
+    """Count, errors, answers by status, retries by reason, latency percentiles of the 200s and the
+    versions that answered, from rows of [unix time sent, latency ms, status (0 = no answer),
+    version, replica, rows, retried].
 
-    >>> s = summarize_rows([[0.0, 10.0, 200, 1], [0.1, 30.0, 200, 2], [0.2, 5.0, 503, None]])
-    >>> s["count"], s["errors"], s["by_status"], s["latency_ms"]["p50"], s["versions_seen"]
-    (3, 1, {'200': 2, '503': 1}, 20.0, [1, 2])
+    >>> s = summarize_rows([[0.0, 10.0, 200, 1, "a", 1, None],
+    ...                     [0.1, 30.0, 200, 2, "a", 1, "keepalive_closed"],
+    ...                     [0.2, 5.0, 503, None, None, 1, None]])
+    >>> s["count"], s["errors"], s["by_status"], s["retried"], s["latency_ms"]["p50"], s["versions_seen"]
+    (3, 1, {'200': 2, '503': 1}, 1, 20.0, [1, 2])
     """
     ok = [r for r in rows if r[2] == 200]
+    by_reason: dict[str, int] = {}
+    for r in rows:
+        why = retried(r)
+        if why:
+            by_reason[why] = by_reason.get(why, 0) + 1
     lat = np.array([r[1] for r in ok], dtype=float)
     by_status: dict[str, int] = {}
     for r in rows:
@@ -136,6 +175,8 @@ def summarize_rows(rows: list[list[Any]]) -> dict[str, Any]:
         "count": len(rows),
         "errors": len(rows) - len(ok),
         "by_status": by_status,
+        "retried": sum(by_reason.values()),  # requests sent a second time (each counted once)
+        "retried_by_reason": by_reason,
         "latency_ms": {
             f"p{q}": float(np.percentile(lat, q)) if len(lat) else None for q in (50, 90, 95, 99, 99.9)
         }

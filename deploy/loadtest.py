@@ -10,6 +10,10 @@ Two modes:
 - ``open``: requests at a fixed arrival rate (``rps``) from a thread pool
   (:class:`deploy.load.LoadGenerator`), latency counted from each request's *scheduled* send time.
 
+Retries: the open loop sends a request a second time only when its reused keep-alive connection was
+closed without an answer (as the run's own load does), and reports each such request (``retried``,
+with the reason); Locust's users never retry, so there the same race is a failed request.
+
 A closed loop slows down with the server: during a stall (a swap, a replica restart) its users
 wait instead of sending, so the requests that would have queued are never sent and the tail
 latency looks better than users would see (coordinated omission). Measure swap latency open-loop.
@@ -35,12 +39,13 @@ import httpx
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from deploy.errors import UserError
 from deploy.load import LoadGenerator, summarize_rows
 
 log = logging.getLogger(__name__)
 
 
-class LoadError(RuntimeError):
+class LoadError(UserError, RuntimeError):
     """The load test could not run; the message is one line meant for users."""
 
 
@@ -60,6 +65,12 @@ class LoadOptions(BaseModel):
     batch_share: float = Field(0.2, ge=0, le=1, description="share of requests that are batched")
     out: Path = Path("out/load")
     seed: int = Field(0, ge=0)
+    serve_port: int | None = Field(
+        None, ge=1, le=65535, description="HTTP port of the olsim it starts (default: the scenario's, 8000)"
+    )
+    ray_metrics_port: int = Field(
+        8090, ge=0, le=65535, description="Ray's metrics export port of the olsim it starts (0: any)"
+    )
 
     @model_validator(mode="after")
     def _loopback_only(self) -> LoadOptions:
@@ -161,14 +172,14 @@ def observed_swaps(samples: list[list[Any]]) -> list[dict[str, Any]]:
 def summarize(samples: list[list[Any]], opts: LoadOptions, started_at: float) -> dict[str, Any]:
     """What users saw: achieved vs requested rate, latency percentiles, errors by status, versions.
 
-    ``samples`` rows: [unix time sent, latency ms, status (0 = no answer), version, replica, rows]
-    (rows: 1 when absent).
+    ``samples`` rows: [unix time sent, latency ms, status (0 = no answer), version, replica, rows,
+    retried] (rows: 1 when absent; retried: why the request was sent twice, None if it was not).
 
     >>> rows = [[100.0 + i / 10, 10.0 + i, 200, 1 + i // 5, "a", 1] for i in range(10)]
     >>> rows += [[101.0, 50.0, 200, 2, "a", 32], [101.1, 5.0, 503, None, None, 1]]
     >>> r = summarize(rows, LoadOptions(), 100.0)
-    >>> r["count"], r["errors"], r["by_status"], r["versions_served"], r["latency_ms"]["max"]
-    (12, 1, {'200': 11, '503': 1}, {'1': 5, '2': 6}, 50.0)
+    >>> r["count"], r["errors"], r["by_status"], r["versions_served"], r["latency_ms"]["max"], r["retried"]
+    (12, 1, {'200': 11, '503': 1}, {'1': 5, '2': 6}, 50.0, 0)
     >>> r["by_rows"]["32"]["count"], r["by_rows"]["1"]["p50"], round(r["achieved_rps"], 1)
     (1, 14.5, 10.9)
     """
@@ -203,6 +214,8 @@ def summarize(samples: list[list[Any]], opts: LoadOptions, started_at: float) ->
         "errors": overall["errors"],
         "error_rate": overall["errors"] / overall["count"] if samples else None,
         "by_status": overall["by_status"],
+        "retried": overall["retried"],
+        "retried_by_reason": overall["retried_by_reason"],
         "latency_ms": overall["latency_ms"],
         "by_rows": by_rows,
         "versions_served": per_version,
@@ -227,7 +240,7 @@ def render_text(r: dict[str, Any]) -> str:
         f"olsim load: {load}, {r['duration_s']:g} s",
         f"requests {r['count']}   achieved {r['achieved_rps']:.1f} req/s   errors {r['errors']}"
         + (f" ({100 * r['error_rate']:.2f}%)" if r["error_rate"] is not None else "")
-        + f"   by status {r['by_status']}",
+        + f"   by status {r['by_status']}   retried {r['retried']}",
         "latency ms   " + "   ".join(f"{k} {ms(v)}" for k, v in lat.items()),
         *(
             f"  {n} row{'s' if n != '1' else ''}/request: {b['count']} requests, {b['errors']} errors, "
@@ -284,8 +297,11 @@ def load(opts: LoadOptions) -> dict[str, Any]:
             samples = json.loads(samples_path.read_text())
         else:
             samples = run_open(url, opts, rows)
-    finally:
-        run_report = None if olsim is None else olsim.stop()
+    except BaseException:
+        if olsim is not None:
+            olsim.stop(quiet=True)  # the error that got us here is the one to report
+        raise
+    run_report = None if olsim is None else olsim.stop()
     report = summarize(samples, opts, started) | {"url": url, "started_at": started, "samples": samples}
     if run_report is not None:
         report["run_dir"] = str(opts.out / "run")
@@ -305,6 +321,10 @@ class _Olsim:
         from deploy.scenario import load_scenario
 
         self.scenario = load_scenario(opts.scenario)
+        if opts.serve_port is not None:
+            serving = self.scenario.serving.model_copy(update={"port": opts.serve_port})
+            self.scenario = self.scenario.model_copy(update={"serving": serving})
+        self.ray_metrics_port = opts.ray_metrics_port
         cfg = self.scenario.serving
         self.url = f"http://{cfg.host}:{cfg.port}"
         self.out = opts.out / "run"
@@ -318,7 +338,9 @@ class _Olsim:
         from deploy.runner import RunOptions, run
 
         try:
-            opts = RunOptions(report_dir=self.out, load_rps=0, metrics_port=0)
+            opts = RunOptions(
+                report_dir=self.out, load_rps=0, metrics_port=0, ray_metrics_port=self.ray_metrics_port
+            )
             self.report = run(
                 self.scenario, opts, on_finished=self._serve_until_stopped, stop=self.stop_event
             )
@@ -330,22 +352,27 @@ class _Olsim:
         self.stop_event.wait()
 
     def start(self) -> None:
-        from deploy.runner import RunOptions, connect_ray
+        from deploy.runner import connect_ray
 
         # Ray starts here, in the main thread; the run's thread finds it up (and leaves it up)
-        self.started_ray = connect_ray(None, RunOptions().ray_metrics_port)
+        self.started_ray = connect_ray(None, self.ray_metrics_port)
         self._thread.start()
 
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def stop(self) -> dict[str, Any] | None:
+    def stop(self, quiet: bool = False) -> dict[str, Any] | None:
+        """Stop the run (if it started) and Ray (if this started it); its report, or LoadError if it
+        failed (``quiet``: stop without raising, when another error is already on its way)."""
         self.stop_event.set()
-        self._thread.join(timeout=300)
+        if self._thread.is_alive():
+            self._thread.join(timeout=300)
         if self.started_ray:
             import ray
 
             ray.shutdown()
-        if self.error is not None:
-            raise LoadError(f"olsim run failed: {self.error}") from self.error
+            self.started_ray = False
+        if self.error is not None and not quiet:
+            first = str(self.error).strip().splitlines()[0] if str(self.error).strip() else repr(self.error)
+            raise LoadError(f"olsim run failed: {first}") from self.error
         return self.report

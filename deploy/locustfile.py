@@ -12,8 +12,8 @@ Environment (``olsim load`` sets it):
 - ``OLSIM_LOAD_BATCH_ROWS`` (default 32) and ``OLSIM_LOAD_BATCH_SHARE`` (default 0.2): rows per
   batched request, and the share of requests that are batched.
 - ``OLSIM_LOAD_SAMPLES``: where to write one row per request when the test stops (JSON list of
-  ``[unix time sent, latency ms, status, version, replica, rows]``, status 0 = no HTTP answer or
-  a response that broke the schema).
+  ``[unix time sent, latency ms, status, version, replica, rows, retried]``, status 0 = no HTTP
+  answer or a response that broke the schema; retried is always null: Locust's users do not retry).
 
 Every response is checked: a 200 must parse as :class:`serving.schemas.PredictResponse` with one
 prediction per row, else Locust counts it as a failure.
@@ -78,7 +78,15 @@ class PredictUser(FastHttpUser):
                     status = 0
                     r.failure(f"response breaks the schema: {exc}")
             SAMPLES.append(
-                [round(sent, 4), round(latency_ms, 3), status, version, r.headers.get("x-olsim-replica"), n]
+                [
+                    round(sent, 4),
+                    round(latency_ms, 3),
+                    status,
+                    version,
+                    r.headers.get("x-olsim-replica"),
+                    n,
+                    None,
+                ]
             )
 
 

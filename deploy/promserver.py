@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from deploy.errors import UserError
+
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
@@ -29,7 +31,7 @@ INSTALL_HINT = (
 )
 
 
-class PrometheusError(RuntimeError):
+class PrometheusError(UserError, RuntimeError):
     """Prometheus is missing, would not start, or answered a query with an error (one line)."""
 
 
@@ -151,7 +153,6 @@ class PrometheusServer:
                 f"--storage.tsdb.path={self.out / 'data'}",
                 f"--storage.tsdb.retention.time={self.retention}",
                 f"--web.listen-address={self.host}:{self.port}",
-                "--web.enable-lifecycle",
                 "--log.level=warn",
             ],
             stdout=log_file,

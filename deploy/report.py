@@ -96,7 +96,9 @@ def render_text(report: dict[str, Any]) -> str:
     if report.get("chaos"):
         lines.append("chaos " + ", ".join(f"{c['kind']}@{c['position']}" for c in report["chaos"]))
     for e in report.get("expectations", []):
-        lines.append(f"expect {e['name']} {e['expected']}: {e['value']} {'ok' if e['ok'] else 'FAILED'}")
+        why = f" ({e['detail']})" if e.get("detail") else ""
+        verdict = {True: "ok", False: "FAILED", None: "not checked"}[e["ok"]]
+        lines.append(f"expect {e['name']} {e['expected']}: {e['value']} {verdict}{why}")
     req = report.get("requests")
     if req:
         lat = req["latency_ms"]

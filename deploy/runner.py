@@ -15,16 +15,20 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from deploy.errors import UserError
 from deploy.expect import check
 from deploy.faults import Injector, requests_around
 from deploy.ingress import current_ingress
+from deploy.net import port_free
 from deploy.scenario import Scenario
+from serving.auth import MIN_TOKEN_LENGTH, check_token
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +58,13 @@ class RunOptions(BaseModel):
     stall_timeout_s: float = Field(120.0, gt=0, description="fail if the learner makes no progress this long")
     admin_token: str | None = Field(
         None,
-        min_length=16,
+        min_length=MIN_TOKEN_LENGTH,
         repr=False,
         description=f"bearer token for /admin routes (default ${TOKEN_ENV}, else new in DIR/admin-token)",
     )
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """A run could not start or did not finish; the message is one line meant for users."""
 
 
@@ -132,9 +136,15 @@ def learner_gpu(scenario: Scenario) -> Scenario:
 
 
 def start_learner_actor(
-    scenario: Scenario, registry: Any, evaluator: Any, checkpoint: Path, **options: Any
+    scenario: Scenario,
+    registry: Any,
+    evaluator: Any,
+    checkpoint: Path,
+    holds: list[int] | None = None,
+    **options: Any,
 ) -> Any:
-    """The learner (not yet consuming: call its ``start``); a restarted one resumes from ``checkpoint``."""
+    """The learner (not yet consuming: call its ``start``); a restarted one resumes from ``checkpoint``.
+    ``holds``: stream positions where it waits to be released (a fault injector's)."""
     from learner.actor import LearnerActor
 
     s = scenario
@@ -146,7 +156,7 @@ def start_learner_actor(
         **RESTARTS,
     }
     return _actor(LearnerActor, **{**base, **options}).remote(
-        s.stream, s.learner, s.seed, registry, evaluator, str(checkpoint.resolve())
+        s.stream, s.learner, s.seed, registry, evaluator, str(checkpoint.resolve()), holds
     )
 
 
@@ -164,22 +174,10 @@ def keep_ray_on_loopback() -> None:
     os.environ.setdefault(LOOPBACK_ENV, "0")
 
 
-def port_free(port: int) -> bool:
-    """Whether a TCP listener could bind ``port`` (on any address)."""
-    import socket
-
-    with socket.socket() as s:
-        try:
-            s.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
-
-
 def connect_ray(address: str | None, metrics_export_port: int = 0) -> bool:
-    """Start a local Ray (or join ``address``) unless one is up; True if this call started it.
-
-    A local Ray exports its metrics on ``metrics_export_port`` (0: a port Ray picks).
+    """Start a local Ray (or join ``address``) unless this process is connected to one already; True
+    if this call started it. A local Ray is always a new one (never another Ray found running on this
+    machine) and exports its metrics on ``metrics_export_port`` (0: a port Ray picks).
     """
     if address is None:
         keep_ray_on_loopback()
@@ -197,7 +195,7 @@ def connect_ray(address: str | None, metrics_export_port: int = 0) -> bool:
         local["_metrics_export_port"] = metrics_export_port
     try:
         ray.init(
-            address=address,
+            address=address or "local",  # "local": a new Ray of our own, even if another runs here
             namespace=NAMESPACE,
             include_dashboard=False,
             logging_level=logging.WARNING,
@@ -332,14 +330,33 @@ class ServingStack:
         live = self.live_replicas()
         return {r: v for r, v in get(self.registry.replica_versions.remote()).items() if r in live}
 
-    def stop(self) -> None:
-        import ray
+    def drain(self) -> bool:
+        """Tell every replica the server is going away: from now on they answer 503 + Retry-After.
+        False if there was nothing to tell (nothing deployed) or it did not answer in time."""
         from ray import serve
 
         try:
-            serve.delete(self.app_name)
-        except Exception as exc:  # nothing deployed yet
-            log.debug("serve.delete error=%r", exc)
+            handle = serve.get_deployment_handle("Predictor", self.app_name)
+            handle.broadcast("drain").results(timeout_s=10)
+        except Exception as exc:
+            log.warning("drain app=%s error=%r", self.app_name, exc)
+            return False
+        return True
+
+    def stop(self, delete_app: bool = True) -> None:
+        """Drain the replicas, then (``delete_app``) wait ``serving.drain_s`` and remove the application;
+        kill the registry. Without ``delete_app`` the caller takes Ray down at once, and clients see
+        the port close after the 503s."""
+        import ray
+        from ray import serve
+
+        if self.drain() and delete_app:
+            time.sleep(self.scenario.serving.drain_s)
+        if delete_app:
+            try:
+                serve.delete(self.app_name)
+            except Exception as exc:  # nothing deployed yet
+                log.debug("serve.delete error=%r", exc)
         if self.registry is not None:
             ray.kill(self.registry)
 
@@ -381,9 +398,13 @@ class Run:
         if opts.prometheus:
             self._start_prometheus()
         self.stack.start_serve()
-        ckpt = opts.report_dir / "checkpoints" / "learner.npz"
-        ckpt.unlink(missing_ok=True)  # a new run starts from scratch; a restarted learner from here
-        self.learner = start_learner_actor(s, registry, self.evaluator, ckpt)
+        ckpts = opts.report_dir / "checkpoints"
+        shutil.rmtree(
+            ckpts, ignore_errors=True
+        )  # a new run starts from scratch; a restarted learner from here
+        self.learner = start_learner_actor(
+            s, registry, self.evaluator, ckpts / "learner.npz", self.faults.holds
+        )
         get(self.learner.start.remote())
         self.faults.learner, self.faults.evaluator, self.faults.stack = (
             self.learner,
@@ -449,7 +470,7 @@ class Run:
                     "learner stop",
                 )
                 return get(self.learner.progress.remote()), True
-            time.sleep(0.25)
+            time.sleep(0.1 if self.faults.pending else 0.25)  # a held learner waits for this loop
 
     def _start_load(self) -> None:
         from deploy.load import LoadGenerator
@@ -513,6 +534,7 @@ class Run:
             "admin_token_file": None if self.token_file is None else str(self.token_file),
             "scenario_config": s.model_dump(mode="json"),
         }
+        report["load_rps"] = self.opts.load_rps
         if self.load is not None:
             report["requests"] = self.load.summary()
         if self.prometheus is not None:
@@ -521,6 +543,7 @@ class Run:
         report["chaos"] = stream.pop("chaos")
         report["stream"] = stream
         report["faults"] = self.faults.done
+        report["faults_unfired"] = [f.model_dump() for f in self.faults.unfired()]
         if self.load is not None:
             for f in report["faults"]:
                 f |= requests_around(f, report["requests"]["samples"])
@@ -553,23 +576,32 @@ class Run:
             summary["error"] = str(exc)
         return summary
 
-    def teardown(self) -> None:
+    def teardown(self, own_ray: bool = False) -> None:
+        """Stop everything this run started, in order; a step that fails is logged and the rest
+        still runs (the error that ended the run, if any, is the one reported). ``own_ray``: the
+        caller shuts down the Ray this run started right after, taking Serve and its port with it."""
         import ray
 
+        def attempt(what: str, step: Callable[[], Any]) -> None:
+            try:
+                step()
+            except Exception as exc:
+                log.warning("teardown: %s failed error=%r", what, exc)
+
         if self.load is not None:
-            self.load.stop()
-        for a in (self.learner, self.evaluator):  # stop the followers before the registry goes away
-            if a is not None:
-                try:
-                    get(a.stop.remote())
-                except Exception as exc:
-                    log.debug("stop error=%r", exc)
-        self.stack.stop()
-        for a in (self.learner, self.evaluator):
-            if a is not None:
-                ray.kill(a)
+            attempt("stopping the load", self.load.stop)
+        actors = [a for a in (self.learner, self.evaluator) if a is not None]
+        for a in actors:  # stop the followers before the registry goes away
+            attempt("stopping an actor", partial(_stop_actor, a))
+        attempt("draining and removing Serve", partial(self.stack.stop, delete_app=not own_ray))
+        for a in actors:
+            attempt("killing an actor", partial(ray.kill, a))
         if self.prometheus is not None:
-            self.prometheus.stop()
+            attempt("stopping Prometheus", self.prometheus.stop)
+
+
+def _stop_actor(actor: Any) -> None:
+    get(actor.stop.remote())
 
 
 def version_audit(
@@ -628,18 +660,40 @@ def gate_summary(scenario: Scenario, decisions: list[Any]) -> dict[str, Any]:
     }
 
 
+def write_token(path: Path, token: str) -> None:
+    """Write ``token`` to a new file at ``path``, mode 0600. A file an earlier run left there is
+    replaced by a new one (its mode is never reused); a symlink there is refused, never followed."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        if path.is_symlink() or not path.is_file():
+            raise RunError(f"refusing to write the admin token to {path}: it is not a regular file") from None
+        path.unlink()  # an earlier run's token
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileExistsError:  # something put it back in between: refuse
+            raise RunError(f"refusing to write the admin token to {path}: it reappeared") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+
+
 def resolve_token(opts: RunOptions) -> tuple[str, Path | None]:
-    """The admin bearer token: the option, else $OLSIM_ADMIN_TOKEN, else a fresh one written to
-    ``report_dir/admin-token`` (mode 0600, path returned) so a user of this run can read it."""
-    token = opts.admin_token or os.environ.get(TOKEN_ENV)
-    if token:
-        return token, None
+    """The admin bearer token: the option, else $OLSIM_ADMIN_TOKEN (at least 16 characters), else a
+    fresh one written to a new ``report_dir/admin-token`` (mode 0600, path returned) so a user of
+    this run can read it."""
+    if opts.admin_token:
+        return opts.admin_token, None
+    env = os.environ.get(TOKEN_ENV)
+    if env:
+        try:
+            return check_token(env, f"${TOKEN_ENV}"), None
+        except ValueError as exc:
+            raise RunError(str(exc)) from None
     token = secrets.token_urlsafe(24)
     opts.report_dir.mkdir(parents=True, exist_ok=True)
     path = opts.report_dir / "admin-token"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+    write_token(path, token)
     log.info("admin token written to %s", path)
     return token, path
 
@@ -659,6 +713,7 @@ def run(
     """
     import ray
 
+    check_faults(scenario)
     started_ray = connect_ray(opts.address, opts.ray_metrics_port)
     r = Run(scenario, opts)
     try:
@@ -673,9 +728,20 @@ def run(
             on_finished(report)
         return report
     finally:
-        r.teardown()
+        r.teardown(own_ray=started_ray)
         if started_ray:
             ray.shutdown()  # our own local cluster: Serve goes with it
+
+
+def check_faults(scenario: Scenario) -> None:
+    """RunError for a fault whose position the stream never reaches (it could never strike)."""
+    if not scenario.faults:
+        return
+    records = len(scenario.stream.build(scenario.seed))
+    late = [f for f in scenario.faults if f.at > records]
+    if late:
+        where = ", ".join(f"{f.target} at {f.at}" for f in late)
+        raise RunError(f"faults past the end of the stream ({records} records): {where}")
 
 
 def _write(report: dict[str, Any], out: Path) -> None:

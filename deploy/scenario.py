@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from deploy.errors import UserError
 from deploy.expect import Expectations
 from deploy.faults import Kill
 from learner.config import LearnerConfig
@@ -17,7 +18,7 @@ from serving.config import ServeConfig
 from stream.spec import StreamSpec
 
 
-class ScenarioError(ValueError):
+class ScenarioError(UserError, ValueError):
     """A scenario that cannot be loaded; the message is one line meant for users."""
 
 

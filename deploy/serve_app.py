@@ -9,6 +9,11 @@ reuses them instead of starting a second learner. ``python -m deploy.serve_app s
 (``serve shutdown`` removes only the application; a local Ray that ``serve run`` started takes
 them down with it).
 
+When the actors are not running (first start, or after Ray or its head node restarted), they are
+started over ``state_dir`` and carry on from what it holds: the registry replays its journal
+(version numbers continue, every accepted version is kept), the evaluator rebuilds its scores from
+the registry, and the learner resumes from its checkpoint. Only ``fresh: true`` empties it first.
+
 Serve config fields override the builder's deployment options (``num_replicas``,
 ``autoscaling_config``, ``max_ongoing_requests``, ``ray_actor_options``); see deploy/serve.yaml.
 """
@@ -56,7 +61,10 @@ class LearningAppArgs(BaseModel):
     state_dir: str | None = Field(
         None,
         description="registry journal, evaluator state and learner checkpoint (absolute path; default "
-        "$TMPDIR/<name>); emptied when the actors are first created",
+        "$TMPDIR/<name>); the actors resume from what it holds",
+    )
+    fresh: bool = Field(
+        False, description="empty state_dir before starting the actors: a new history instead of resuming"
     )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9464, ge=0, le=65535, description="the evaluator's olsim_* scrape endpoint")
@@ -87,6 +95,27 @@ def _existing(name: str) -> Any:
         return None
 
 
+def prepare_state(args: LearningAppArgs) -> Path:
+    """The state directory the actors start over: kept as it is (they resume from it) unless
+    ``args.fresh``, which empties it.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / "registry").mkdir()
+    >>> prepare_state(LearningAppArgs(state_dir=str(d))) == d, (d / "registry").exists()
+    (True, True)
+    >>> _ = prepare_state(LearningAppArgs(state_dir=str(d), fresh=True)); (d / "registry").exists()
+    False
+    """
+    state = args.state()
+    if args.fresh and state.exists():
+        log.warning("fresh: emptying the state directory %s", state)
+        shutil.rmtree(state)
+    state.mkdir(parents=True, exist_ok=True)
+    if any(state.iterdir()):
+        log.warning("resuming from the state in %s", state)
+    return state
+
+
 def start_actors(args: LearningAppArgs, scenario: Scenario) -> dict[str, Any]:
     """The registry, evaluator and learner of this app: the running ones if they exist, else new."""
     import ray
@@ -101,9 +130,7 @@ def start_actors(args: LearningAppArgs, scenario: Scenario) -> dict[str, Any]:
             f"some of {', '.join(names.values())} are running and some not: "
             "`python -m deploy.serve_app stop` first"
         )
-    state = args.state()
-    shutil.rmtree(state, ignore_errors=True)
-    state.mkdir(parents=True)
+    state = prepare_state(args)
     opts: dict[str, Any] = {"namespace": NAMESPACE, "lifetime": "detached"}
     registry = start_registry_actor(scenario, state / "registry", name=names["registry"], **opts)
     evaluator = start_evaluator_actor(

@@ -1,12 +1,23 @@
 """The learner as a Ray actor: runs :class:`learner.loop.LearnerLoop` and publishes to the registry.
 
-The loop runs in its own thread so ``progress()`` and ``stop()`` answer while it trains. The
-registry and evaluator are passed in as actor handles (deploy wires them), so this module imports
-nothing from serving.
+The loop runs in its own thread so ``progress()``, ``release()`` and ``stop()`` answer while it
+trains. The registry and evaluator are passed in as actor handles (deploy wires them), so this
+module imports nothing from serving.
+
+Restarts: with a checkpoint path, the learner keeps a small lives file beside it (``learner.json``)
+from its first ``start()`` on. Ray restarting the actor (or a new one started over the same state)
+finds it, counts one more restart there at once (so every restart is counted, also two between
+checkpoints), resumes from the checkpoint if there is one (from the stream's start if not) and
+starts by itself.
+
+Holds: a run that kills processes at stream positions gives the learner those positions; the
+learner stops at each (after the batch that reaches it) until the fault injector releases it, so
+every fault strikes at its position whatever the machine's speed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -40,16 +51,29 @@ class LearnerActor:
         registry: Any,
         evaluator: Any,
         checkpoint_path: str | None = None,
+        holds: list[int] | None = None,
     ):
         torch.set_num_threads(1)
         self.registry = registry
         self.evaluator = evaluator
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
+        self.lives_path = None if self.checkpoint_path is None else self.checkpoint_path.with_suffix(".json")
         hook = None if self.checkpoint_path is None else self._checkpoint
-        self.loop = LearnerLoop(stream.build(seed), config, seed, publish=self._publish, checkpoint=hook)
+        # (index, position) of each hold still ahead, in stream order; indices name them to the injector
+        self._holds = list(enumerate(sorted(holds or [])))
+        self._released: set[int] = set()
+        self.held: int | None = None  # index of the hold the loop waits at now
+        self.loop = LearnerLoop(
+            stream.build(seed),
+            config,
+            seed,
+            publish=self._publish,
+            checkpoint=hook,
+            after_batch=self._hold if self._holds else None,
+        )
         self.error: str | None = None
         self.done = False
-        self.restarts = 0  # times this learner came back from a checkpoint
+        self.restarts = 0  # times this learner came back (Ray restarted it, or it started over old state)
         self.checkpoints = 0
         self.resumed_from: int | None = None  # stream position restored at the last restart
         restored = self._restore()
@@ -65,28 +89,56 @@ class LearnerActor:
             self.start()
 
     def _restore(self) -> bool:
-        path = self.checkpoint_path
-        if path is None or not path.exists():
+        """A learner that had started before (its lives file exists): count this restart, resume from
+        the checkpoint if one was written. True: it is to start by itself."""
+        if self.lives_path is None or self.checkpoint_path is None or not self.lives_path.exists():
             return False
-        state = checkpoint.load(path)
-        self.loop.load_state_dict(state["loop"])
-        self.restarts = int(state["restarts"]) + 1
-        self.checkpoints = int(state["checkpoints"])
+        self.restarts = int(json.loads(self.lives_path.read_text())["restarts"]) + 1
+        self._write_lives()  # counted before anything else can fail
+        if self.checkpoint_path.exists():
+            state = checkpoint.load(self.checkpoint_path)
+            self.loop.load_state_dict(state["loop"])
+            self.checkpoints = int(state["checkpoints"])
         self.resumed_from = self.loop.offset
+        self._holds = [(i, at) for i, at in self._holds if at >= self.loop.offset]  # the rest were passed
         log.warning(
-            "learner restarted from checkpoint offset=%d restarts=%d", self.loop.offset, self.restarts
+            "learner restarted offset=%d restarts=%d from_checkpoint=%s",
+            self.loop.offset,
+            self.restarts,
+            self.checkpoints > 0,
         )
         return True
+
+    def _write_lives(self) -> None:
+        assert self.lives_path is not None
+        data = json.dumps({"restarts": self.restarts}).encode()
+        checkpoint.write_atomic(self.lives_path, lambda f: f.write(data))
 
     def _checkpoint(self, loop: LearnerLoop) -> None:
         assert self.checkpoint_path is not None
         self.checkpoints += 1
-        state = {"loop": loop.state_dict(), "restarts": self.restarts, "checkpoints": self.checkpoints}
-        checkpoint.save(self.checkpoint_path, state)
+        checkpoint.save(self.checkpoint_path, {"loop": loop.state_dict(), "checkpoints": self.checkpoints})
+
+    def _hold(self, offset: int) -> None:
+        """After each batch: at a hold's position, wait until :meth:`release` names it (or stop)."""
+        while self._holds and offset >= self._holds[0][1] and not self.loop.stop_event.is_set():
+            index, at = self._holds[0]
+            self.held = index
+            log.info("holding offset=%d hold=%d at=%d", offset, index, at)
+            while index not in self._released and not self.loop.stop_event.wait(0.01):
+                pass
+            self.held = None
+            self._holds.pop(0)
+
+    def release(self, index: int) -> None:
+        """Let the loop go on past hold ``index`` (the fault injector calls this)."""
+        self._released.add(index)
 
     def start(self) -> None:
         """Start consuming the stream (once; a restarted learner starts by itself)."""
         if not self._thread.is_alive() and not self.done:
+            if self.lives_path is not None and not self.lives_path.exists():
+                self._write_lives()  # from now on, a new process over this state is a restart
             self._thread.start()
             self._reporter.start()
 
@@ -111,6 +163,7 @@ class LearnerActor:
             "error": self.error,
             "restarts": self.restarts,
             "resumed_from": self.resumed_from,
+            "held": self.held,
             "node": self.node,
             "device": str(loop.trainer.device),
         }

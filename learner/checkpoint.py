@@ -1,7 +1,8 @@
 """Crash-safe learner state on disk, without pickle: arrays in an ``.npz``, everything else JSON.
 
-A checkpoint is one file written atomically (temp file, fsync, rename), so a learner killed while
-writing leaves the previous checkpoint intact. Nested dicts (int or str keys), lists, tuples,
+A checkpoint is one file written atomically (temp file, fsync, rename, fsync of the directory), so a
+learner killed while writing, or a machine losing power, leaves the previous checkpoint or the new one
+intact, never neither. Nested dicts (int or str keys), lists, tuples,
 numbers, strings, numpy arrays and torch tensors round-trip exactly; nothing is unpickled on load.
 
 >>> import tempfile, torch
@@ -16,8 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -62,19 +64,44 @@ def _decode(tree: Any, arrays: Any) -> Any:
     return {k: _decode(v, arrays) for k, v in tree["__dict__"]}
 
 
-def save(path: Path, state: Any) -> None:
-    """Write ``state`` to ``path`` atomically."""
-    arrays: dict[str, np.ndarray] = {}
-    tree = _encode(state, arrays)
-    meta = np.frombuffer(json.dumps(tree).encode(), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def sync_dir(path: Path) -> None:
+    """fsync the directory ``path``, so that a file created, renamed or removed in it stays so
+    across a power loss (fsyncing the file itself does not cover its directory entry)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(path: Path) -> None:
+    """``path.mkdir(parents=True, exist_ok=True)``, with each new directory's entry made durable."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    for p in reversed(missing):
+        sync_dir(p.parent)
+
+
+def write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Replace ``path`` with what ``write(file)`` writes, atomically and durably: a temp file,
+    fsynced, renamed over ``path``, then the directory fsynced."""
+    make_dirs(path.parent)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        savez: Any = np.savez  # numpy's stubs type **kwds as its bool flags
-        savez(f, **{META: meta}, **arrays)
+        write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    sync_dir(path.parent)
+
+
+def save(path: Path, state: Any) -> None:
+    """Write ``state`` to ``path`` atomically and durably (:func:`write_atomic`)."""
+    arrays: dict[str, np.ndarray] = {}
+    tree = _encode(state, arrays)
+    meta = np.frombuffer(json.dumps(tree).encode(), dtype=np.uint8)
+    savez: Any = np.savez  # numpy's stubs type **kwds as its bool flags
+    write_atomic(path, lambda f: savez(f, **{META: meta}, **arrays))
 
 
 def load(path: Path) -> Any:

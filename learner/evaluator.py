@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from learner.metrics import accuracy, summarize
+from learner.metrics import accuracy, backward_transfer, summarize
 from learner.snapshot import Snapshot
 from stream.tasks import Task
 
@@ -59,6 +59,8 @@ class Evaluator:
     rows_task_il: dict[int, list[float]] = field(default_factory=dict)
     baseline: list[float] | None = None
     baseline_task_il: list[float] | None = None
+    pending: list[tuple[int, int]] = field(default_factory=list)  # (segment, served version) awaiting a row
+    unserved_rows: list[int] = field(default_factory=list)  # segments that ended with nothing served
 
     @property
     def has_task_il(self) -> bool:
@@ -119,6 +121,30 @@ class Evaluator:
         if r.task_il is not None:
             self.rows_task_il[segment] = r.task_il
 
+    def rejected_segment_end(self, segment: int, served: int) -> None:
+        """The gate rejected the candidate that ended ``segment`` while ``served`` (0: nothing yet) was
+        served: that segment's row describes what users had instead (see :meth:`fill_rows`)."""
+        self.pending.append((segment, served))
+
+    def fill_rows(self) -> None:
+        """Give each pending segment its row, in order, once what it needs is known: the served
+        version's scores, or with nothing served yet, the untrained model's (``b``: no training had
+        reached users). Every ended segment gets a row, so the matrix never stops short."""
+        while self.pending:
+            segment, served = self.pending[0]
+            if served == 0:
+                if self.baseline is None:
+                    return
+                self.rows[segment] = self.baseline
+                if self.baseline_task_il is not None:
+                    self.rows_task_il[segment] = self.baseline_task_il
+                self.unserved_rows.append(segment)
+            elif served in self.results:
+                self.set_row(segment, served)
+            else:
+                return
+            self.pending.pop(0)
+
     @property
     def segment_tasks(self) -> list[int]:
         return list(range(len(self.tasks))) if self.segments is None else self.segments
@@ -132,28 +158,25 @@ class Evaluator:
         return out
 
     def forgetting_now(self, version: int) -> list[float]:
-        """Per seen task: best accuracy of any version since the task was first trained, minus now."""
+        """Per task ``version`` has met: the best accuracy of any version up to it, minus its own
+        (Chaudhry's max over every earlier evaluation, live)."""
         now = self.results[version]
-        best = [0.0] * now.n_seen
-        for r in self.results.values():
-            if r.version > version:
-                continue
-            for j in range(min(r.n_seen, now.n_seen)):
-                best[j] = max(best[j], r.accuracies[j])
+        earlier = [r for r in self.results.values() if r.version <= version]
+        best = [max(r.accuracies[j] for r in earlier) for j in range(now.n_seen)]
         return [max(0.0, b - a) for b, a in zip(best, now.seen, strict=True)]
 
     def backward_transfer_now(self, version: int) -> float | None:
-        """BWT of ``version``: for each task it has finished with (other than the one it is on), its
-        accuracy now minus its accuracy when that task's last segment so far ended."""
-        now, seq = self.results[version], self.segment_tasks
-        last: dict[int, list[float]] = {}  # task -> row of its latest ended segment before now
-        for s in sorted(self.rows):
-            if s < now.segment:
-                last[seq[s]] = self.rows[s]
-        diffs = [now.accuracies[j] - row[j] for j, row in last.items() if j != now.task]
-        if not diffs:
-            return None
-        return float(np.mean(diffs))
+        """BWT of ``version``: :func:`learner.metrics.backward_transfer` on the rows of the segments
+        ended before its own, with its scores as the last row (one definition for the gauge and the
+        report). None while undefined (no earlier task, or an earlier row still missing)."""
+        now = self.results[version]
+        rows = []
+        for s in range(now.segment):
+            row = self.rows.get(s)
+            if row is None:
+                return None
+            rows.append(row)
+        return backward_transfer([*rows, now.accuracies], self.segment_tasks[: now.segment + 1])
 
     def routing_accuracy(self) -> float | None:
         """Task routing accuracy of the last task-end version, over the tasks seen by then."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -23,6 +22,7 @@ from typing import Any
 
 import torch
 
+from learner import checkpoint
 from learner.evaluator import Evaluator
 from learner.priority import lower_thread_priority
 from learner.snapshot import Snapshot
@@ -58,7 +58,6 @@ class EvaluatorActor:
         self._last = 0  # newest version scored
         self._served = 0  # version the registry serves, as far as the evaluator has followed
         self._exported = 0
-        self._pending_rows: list[tuple[int, int]] = []  # (segment, served version) awaiting its score
         self._swap_cursor = 0
         self._decision_cursor = 0
         self._change_cursor = 0
@@ -113,7 +112,8 @@ class EvaluatorActor:
         state = ray.get(self.registry.state.remote())
         decisions = len(ray.get(self.registry.decisions.remote(self._decision_cursor)))
         changes = len(ray.get(self.registry.changes.remote(self._change_cursor)))
-        return self._last >= state["latest"] and decisions == 0 and changes == 0 and not self._pending_rows
+        followed = decisions == 0 and changes == 0 and not self.evaluator.pending
+        return self._last >= state["latest"] and followed
 
     def report(self) -> dict[str, Any]:
         with self._lock:
@@ -129,6 +129,7 @@ class EvaluatorActor:
                     else None
                 ),
                 "routing_accuracy": ev.routing_accuracy(),
+                "unserved_rows": list(ev.unserved_rows),
                 "timeline": [asdict(r) for r in sorted(ev.results.values(), key=lambda r: r.version)],
                 "auto_rollbacks": list(self.auto_rollbacks),
             }
@@ -150,10 +151,7 @@ class EvaluatorActor:
             return
         ev = self.evaluator
         state = {"port": self.bound_port, "baseline": ev.baseline, "baseline_task_il": ev.baseline_task_il}
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.state_path)
+        checkpoint.write_atomic(self.state_path, lambda f: f.write(json.dumps(state).encode()))
 
     def _catch_up(self, timeout_s: float = 60.0) -> None:
         """Follow the registry from its first record until caught up (or ``timeout_s``)."""
@@ -198,9 +196,10 @@ class EvaluatorActor:
             t.gate.labels(decision="accepted" if d.accepted else "rejected", reason=d.reason).inc()
             if d.old_drop is not None:
                 t.gate_old_drop.set(d.old_drop)
-            if not d.accepted and d.meta.get("task_end") and d.served:
+            if not d.accepted and d.meta.get("task_end"):
                 segment = d.meta.get("segment", d.meta.get("task", 0))
-                self._pending_rows.append((int(segment), d.served))
+                with self._lock:
+                    self.evaluator.rejected_segment_end(int(segment), d.served)
             self._decision_cursor += 1
         for c in ray.get(self.registry.changes.remote(self._change_cursor)):
             if c.kind == "rollback":
@@ -208,10 +207,8 @@ class EvaluatorActor:
             self._served = c.version
             self._change_cursor += 1
         with self._lock:
-            scored = self.evaluator.results
-            while self._pending_rows and self._pending_rows[0][1] in scored:
-                self.evaluator.set_row(*self._pending_rows.pop(0))
-            if self._served in scored and self._exported != self._served:
+            self.evaluator.fill_rows()
+            if self._served in self.evaluator.results and self._exported != self._served:
                 self.telemetry.show_version(self.evaluator, self._served)
                 self._exported = self._served
         for s in ray.get(self.registry.swaps.remote(self._swap_cursor)):

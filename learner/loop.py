@@ -54,11 +54,13 @@ class LearnerLoop:
         seed: int,
         publish: Publish,
         checkpoint: Callable[[LearnerLoop], None] | None = None,
+        after_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.stream = stream
         self.config = config
         self.publish = publish
         self.checkpoint = checkpoint  # called after every publication, with the loop at a step boundary
+        self.after_batch = after_batch  # called with the new offset after each batch (may block: a hold)
         model = build_model(config.model, seed=seed)
         strategy = make_strategy(config.strategy, n_features=config.model.in_features, seed=seed)
         device = choose_device(config.device, config.model, config.batch_size)
@@ -169,6 +171,8 @@ class LearnerLoop:
                 self.segment, self.task = batch.segment, batch.task
                 self.seen = max(self.seen, batch.task + 1)
             self._train(batch)
+            if self.after_batch is not None:
+                self.after_batch(self.offset)
         self.next_due = None
         if not self.stop_event.is_set():
             self.offset = len(self.stream)  # trailing dead letters are consumed too

@@ -49,6 +49,7 @@ class Telemetry:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        self._task_series = 0  # tasks the per-task gauges have a series for (0..n-1)
         self.task_accuracy = Gauge(
             "olsim_task_accuracy",
             "Served version's accuracy on the task's held-out test split",
@@ -67,7 +68,9 @@ class Telemetry:
             registry=r,
         )
         self.backward_transfer = Gauge(
-            "olsim_backward_transfer", "Served version's BWT against the accuracy-matrix diagonal", registry=r
+            "olsim_backward_transfer",
+            "Served version's backward transfer, as the report defines it (NaN while undefined)",
+            registry=r,
         )
         self.model_version = Gauge("olsim_model_version", "Version the registry is serving", registry=r)
         self.published = Gauge(
@@ -146,7 +149,7 @@ class Telemetry:
         self.chaos = Counter(
             "olsim_chaos_events_total", "Chaos windows the stream entered, by kind", ["kind"], registry=r
         )
-        for trigger in ("manual", "auto"):
+        for trigger in ("manual", "auto", "restore"):
             self.rollbacks.labels(trigger=trigger)
         for kind in ("trained", "duplicate", "dead_letter"):
             self.stream_events.labels(kind=kind)
@@ -180,16 +183,22 @@ class Telemetry:
         self.learner_heartbeat.set(time.time())
 
     def show_version(self, ev: Evaluator, version: int) -> None:
-        """Set the served-version gauges from ``ev``'s scores of ``version`` (one series per task)."""
+        """Set the served-version gauges from ``ev``'s scores of ``version``: one series per task it
+        has met (series of tasks it never met, left by a newer version before a rollback, go), and
+        NaN where a value is undefined for it (BWT before a second task), so every gauge describes
+        the served version."""
         r = ev.results[version]
         for j, a in enumerate(r.seen):
             self.task_accuracy.labels(task=str(j)).set(a)
         for j, f in enumerate(ev.forgetting_now(version)):
             self.task_forgetting.labels(task=str(j)).set(f)
+        for j in range(r.n_seen, self._task_series):
+            self.task_accuracy.remove(str(j))
+            self.task_forgetting.remove(str(j))
+        self._task_series = r.n_seen
         self.average_accuracy.set(sum(r.seen) / len(r.seen))
         bwt = ev.backward_transfer_now(version)
-        if bwt is not None:
-            self.backward_transfer.set(bwt)
+        self.backward_transfer.set(float("nan") if bwt is None else bwt)
         self.model_version.set(version)
         self.published.set(r.published_at)
 

@@ -4,7 +4,6 @@ No ``from __future__ import annotations`` here: FastAPI must resolve the handler
 and Serve's ingress wrapper rebuilds the methods where string annotations no longer resolve.
 """
 
-import hmac
 import logging
 import os
 
@@ -18,6 +17,7 @@ from ray.serve import Application
 from ray.serve.config import BackpressureConfig
 
 from learner.model import ModelSpec
+from serving.auth import AdminAuth, check_token
 from serving.config import ServeConfig
 from serving.follower import WeightFollower
 from serving.limits import BodyLimit
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 api = FastAPI(title="olsim", description="Predictions from a model that keeps learning.")
 api.add_middleware(BodyLimit)
+api.add_middleware(AdminAuth)  # added last: runs first, before the body limit reads anything
 
 
 @api.exception_handler(RequestValidationError)
@@ -77,13 +78,14 @@ class Predictor:
         torch.set_num_threads(1)
         self.spec = spec
         self.config = config
-        self.admin_token = admin_token
         api.state.max_body_bytes = config.max_body_bytes
+        api.state.admin_token = admin_token  # /admin/*: AdminAuth checks it before the body is read
         self.replica = serve.get_replica_context().replica_id.unique_id
         self.node = ray.get_runtime_context().get_node_id()
         self.registry = ray.get_actor(registry_name, namespace=namespace)
         self.follower = WeightFollower(self.registry, self.replica, config.poll_timeout_s)
         self.follower.load_current()  # before we report healthy: never serve random weights
+        self.draining = False  # set by drain(): the server is going away
         if config.updates == "long-poll":
             self.follower.start()
 
@@ -99,6 +101,8 @@ class Predictor:
 
     @api.post("/predict", openapi_extra=openapi_body(PredictRequest))
     async def predict(self, request: Request, response: Response) -> PredictResponse:
+        if self.draining:
+            raise self._going_away()
         body = read_body(PredictRequest, await request.body())
         rows = body.inputs
         if len(rows) > self.config.max_rows:
@@ -110,7 +114,11 @@ class Predictor:
                 )
         served = self.follower.served  # read once: this request uses one version throughout
         if served is None:
-            raise HTTPException(503, "no model version has been published yet")
+            raise HTTPException(
+                503,
+                "no model version has been published yet",
+                headers={"Retry-After": f"{self.config.retry_after_s:g}"},
+            )
         try:
             with torch.inference_mode():
                 pred = served.model(as_tensor(rows), task=body.task).argmax(dim=1)
@@ -119,8 +127,22 @@ class Predictor:
         response.headers["x-olsim-replica"] = self.replica
         return PredictResponse(predictions=pred.tolist(), model_version=served.version)
 
+    def drain(self) -> None:
+        """The server is going away (olsim's teardown calls this on every replica): from now on
+        /predict and /healthz answer 503 with Retry-After, until the port closes."""
+        self.draining = True
+
+    def _going_away(self) -> HTTPException:
+        return HTTPException(
+            503,
+            "olsim is shutting down: this server is going away",
+            headers={"Retry-After": f"{self.config.retry_after_s:g}"},
+        )
+
     @api.get("/healthz")
     async def healthz(self) -> HealthResponse:
+        if self.draining:
+            raise self._going_away()
         served = self.follower.served
         return HealthResponse(status="ok", model_version=None if served is None else served.version)
 
@@ -138,20 +160,10 @@ class Predictor:
             node=self.node,
         )
 
-    # -- admin routes: bearer token, checked before the body is read -------------------------
-    def _authorize(self, request: Request) -> None:
-        if not self.admin_token:
-            raise HTTPException(403, "admin routes are disabled: no admin token is configured")
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), self.admin_token.encode()):
-            raise HTTPException(
-                401, "missing or wrong bearer token", headers={"WWW-Authenticate": 'Bearer realm="olsim"'}
-            )
-
+    # -- admin routes: AdminAuth (serving/auth.py) has checked the bearer token before the body --
     @api.post("/admin/rollback")
     async def rollback(self, request: Request) -> RollbackResponse:
         """Serve a named version (or the one before the served one) on every replica."""
-        self._authorize(request)
         body = read_body(RollbackRequest, await request.body() or b"{}")
         result = await self.registry.rollback.remote(body.version, body.reason, "manual")
         if not result.ok:
@@ -160,14 +172,12 @@ class Predictor:
         return RollbackResponse(model_version=result.version, previous=result.previous, detail=result.detail)
 
     @api.post("/admin/pause")
-    async def pause(self, request: Request) -> PauseResponse:
+    async def pause(self) -> PauseResponse:
         """Stop accepting new versions (candidates are rejected with reason ``paused``)."""
-        self._authorize(request)
         return PauseResponse(paused=await self.registry.set_paused.remote(True))
 
     @api.post("/admin/resume")
-    async def resume(self, request: Request) -> PauseResponse:
-        self._authorize(request)
+    async def resume(self) -> PauseResponse:
         return PauseResponse(paused=await self.registry.set_paused.remote(False))
 
 
@@ -179,11 +189,14 @@ def build_app(
     admin_token: str | None = None,
     user_config: dict[str, int] | None = None,
 ) -> Application:
-    """The Serve application; ``admin_token`` enables the ``/admin`` routes (bearer auth).
+    """The Serve application; ``admin_token`` (at least 16 characters) enables the ``/admin`` routes
+    (bearer auth).
 
     ``user_config`` matters only with ``updates: reconfigure``: changing it makes Serve call
     :meth:`Predictor.reconfigure` on every replica.
     """
+    if admin_token is not None:
+        check_token(admin_token)
     options: dict[str, object] = {
         "num_replicas": config.replicas,
         "max_ongoing_requests": config.max_ongoing_requests,
@@ -215,6 +228,8 @@ class AppArgs(BaseModel):
 def app_builder(args: AppArgs) -> Application:
     """Typed application builder for Serve's config files (``import_path: serving.app:app_builder``)."""
     token = os.environ.get(args.admin_token_env) or None
+    if token is not None:
+        check_token(token, f"${args.admin_token_env}")
     return build_app(args.registry_name, args.namespace, args.model, args.serving, token)
 
 

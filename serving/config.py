@@ -25,7 +25,16 @@ class ServeConfig(BaseModel):
         description="requests that may wait for a slot (per replica with the haproxy ingress, per router "
         "with Serve's proxy); beyond that a request is answered 503 with Retry-After at once (-1: no limit)",
     )
-    retry_after_s: float = Field(1.0, ge=0, description="the Retry-After a 503 for excess load carries")
+    retry_after_s: float = Field(
+        1.0, ge=0, description="the Retry-After a 503 carries (excess load, or a server that is going away)"
+    )
+    drain_s: float = Field(
+        1.0,
+        ge=0,
+        le=300,
+        description="at the end of a run on a Ray cluster olsim did not start: how long replicas answer "
+        "503 + Retry-After before the application is removed (a Ray olsim started goes down at once)",
+    )
     resources: dict[str, float] = Field(
         default_factory=dict,
         description="custom Ray resources each replica needs: replicas go only to nodes that offer them "

@@ -2,10 +2,12 @@
 journal of everything else (gate decisions, changes of the served version, replica
 acknowledgements, pause).
 
-A registry killed at any point comes back with every version it had answered for: a version's
-file is written (atomically, fsynced) before the journal line that accepts it; each journal line is
-one write of one line, flushed (publications and rollbacks also fsynced); a torn last line (the
-process died while writing it) is cut off when the journal is reopened. Nothing is unpickled.
+A registry killed at any point, or a machine that loses power, comes back with every version it had
+answered for: a version's file is written (atomically, fsynced, its directory fsynced) before the
+journal line that accepts it; each journal line is one write of one line, flushed (publications and
+rollbacks also fsynced; the journal's creation, like every directory olsim creates here, made durable
+by fsyncing the directory that holds it); a torn last line (the process died while writing it) is cut
+off when the journal is reopened. Nothing is unpickled.
 
 >>> import tempfile
 >>> j = Journal(Path(tempfile.mkdtemp()))
@@ -37,7 +39,7 @@ class Journal:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.path = root / "journal.jsonl"
-        (root / "versions").mkdir(parents=True, exist_ok=True)
+        checkpoint.make_dirs(root / "versions")
         self._records = self._read()
         self._file: IO[bytes] | None = None
 
@@ -66,7 +68,10 @@ class Journal:
 
     def append(self, record: dict[str, Any], sync: bool = False) -> None:
         if self._file is None:
+            created = not self.path.exists()
             self._file = self.path.open("ab")
+            if created:  # the journal's directory entry must survive a power loss too
+                checkpoint.sync_dir(self.root)
         self._file.write(json.dumps(record).encode() + b"\n")
         self._file.flush()
         if sync:
@@ -90,6 +95,8 @@ class Journal:
         """Delete these versions' files (dropped by retention)."""
         for n in numbers:
             self._version_path(n).unlink(missing_ok=True)
+        if numbers:
+            checkpoint.sync_dir(self.root / "versions")
 
     def keep_only(self, keep: set[int]) -> None:
         """Delete every version file not in ``keep`` (on restore: files the journal never accepted,

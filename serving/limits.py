@@ -13,9 +13,16 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-async def _refuse(send: Send, status: int, detail: str) -> None:
+async def refuse(
+    send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answer ``status`` with ``{"detail": detail}`` (and any extra ``headers``), reading nothing."""
     body = json.dumps({"detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *(headers or []),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -34,10 +41,10 @@ class BodyLimit:
             try:
                 size = int(declared)
             except ValueError:
-                await _refuse(send, 400, "invalid Content-Length header")
+                await refuse(send, 400, "invalid Content-Length header")
                 return
             if size > limit:
-                await _refuse(send, 413, f"request body of {size} bytes; at most {limit} allowed")
+                await refuse(send, 413, f"request body of {size} bytes; at most {limit} allowed")
                 return
         # No declared length (chunked): take the body in, at most ``limit`` bytes of it, before the
         # app sees any of it; the app then reads it from memory. (An app that raises while reading
@@ -51,7 +58,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await _refuse(send, 413, f"request body over {limit} bytes")
+                await refuse(send, 413, f"request body over {limit} bytes")
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

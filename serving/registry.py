@@ -18,6 +18,7 @@ which is what replicas follow.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,8 @@ from learner.priority import lower_thread_priority
 from learner.snapshot import Snapshot, SnapshotError
 from serving.journal import Journal
 from stream.spec import StreamSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class Change:
     previous: int
     at: float
     kind: Literal["publish", "rollback"]
-    trigger: str = ""  # rollbacks: "manual" | "auto"
+    trigger: str = ""  # rollbacks: "manual" | "auto" | "restore" (the served version's file was unreadable)
     reason: str = ""
 
 
@@ -125,6 +128,7 @@ class Registry:
         self.paused = False
         self.boot = uuid.uuid4().hex  # changes with every (re)start of the process holding the registry
         self.restored = False  # came back from a journal
+        self.unreadable: dict[int, str] = {}  # accepted versions whose file could not be read back, why
         self._versions: dict[int, Version] = {}
         self._latest = 0  # newest accepted version number
         self._current: Current | None = None
@@ -164,12 +168,35 @@ class Registry:
             elif kind == "swap":
                 self._swaps.append(Swap(**rec["swap"]))
         for n, (at, scores) in meta.items():
-            self._versions[n] = Version(n, journal.load_version(n), at, scores)
-        journal.keep_only(set(meta))
-        if self._changes:
-            last = self._changes[-1]
-            self._current = Current(last.generation, self._versions[last.version], last.at, last.kind)
+            try:
+                snapshot = journal.load_version(n)
+                snapshot.verify()
+            except Exception as exc:  # missing, truncated or altered: come back without it, say so
+                self.unreadable[n] = f"{type(exc).__name__}: {exc}"
+                log.error("registry restore: version %d is unreadable (%s)", n, self.unreadable[n])
+                continue
+            self._versions[n] = Version(n, snapshot, at, scores)
+        journal.keep_only(set(meta))  # unreadable files stay where they are, for a look
         self.restored = True
+        if not self._changes:
+            return
+        last = self._changes[-1]
+        served = self._versions.get(last.version)
+        if served is not None:
+            self._current = Current(last.generation, served, last.at, last.kind)
+            return
+        if not self._versions:
+            log.error("registry restore: no version is readable; nothing is served until the next one")
+            return
+        fallback = self._versions[max(self._versions)]  # the newest readable version
+        reason = f"version {last.version} unreadable on restore"
+        change = Change(
+            self.generation + 1, fallback.number, last.version, time.time(), "rollback", "restore", reason
+        )
+        self._changes.append(change)
+        self._current = Current(change.generation, fallback, change.at, "rollback")
+        journal.append({"kind": "rollback", "change": asdict(change)}, sync=True)
+        log.error("registry restore: serving version %d (%s)", fallback.number, reason)
 
     def _cond(self) -> asyncio.Condition:
         if self._changed is None:  # created on first use, inside the running loop
@@ -182,7 +209,8 @@ class Registry:
 
     @property
     def generation(self) -> int:
-        return 0 if self._current is None else self._current.generation
+        """Changes of the served version so far (change g is ``self._changes[g - 1]``)."""
+        return len(self._changes)
 
     async def publish(self, snapshot: Snapshot) -> PublishResult:
         """Gate a candidate; when accepted it becomes the next version and the served one."""
@@ -266,9 +294,9 @@ class Registry:
         reason: str = "",
     ) -> Change:
         previous = self.served
-        self._current = Current(self.generation + 1, version, at, kind)
-        change = Change(self.generation, version.number, previous, at, kind, trigger, reason)
+        change = Change(self.generation + 1, version.number, previous, at, kind, trigger, reason)
         self._changes.append(change)
+        self._current = Current(change.generation, version, at, kind)
         self._cond().notify_all()
         return change
 
@@ -377,6 +405,7 @@ class Registry:
             "keep": self.keep,
             "boot": self.boot,
             "restored": self.restored,
+            "unreadable": {str(n): why for n, why in self.unreadable.items()},
         }
 
     async def history(self) -> list[dict[str, float | int | str | bool]]:

@@ -104,7 +104,7 @@ def test_ray_metrics_port_in_use_is_named_before_ray_starts(tmp_path: Path) -> N
         held.listen()
         port = held.getsockname()[1]
         r = _olsim("run", "split-digits", "--ray-metrics-port", str(port), "--report-dir", str(tmp_path))
-    assert r.returncode == 1
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert f"Ray's metrics export port {port} is in use" in r.stderr and "--ray-metrics-port" in r.stderr
 
 

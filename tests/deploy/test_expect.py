@@ -50,9 +50,30 @@ def test_check_reads_each_outcome_from_the_report() -> None:
     }
 
 
-def test_an_outcome_that_was_not_measured_fails() -> None:
-    e = Expectations.model_validate({"failed_requests": {"max": 0}})
-    assert check(e, {}) == [{"name": "failed_requests", "value": None, "expected": "<= 0", "ok": False}]
+def test_an_outcome_that_was_not_measured_fails_and_says_why() -> None:
+    e = Expectations.model_validate({"failed_requests": {"max": 0}, "acc": {"min": 0.5}})
+    assert check(e, {}) == [
+        {
+            "name": "failed_requests",
+            "value": None,
+            "expected": "<= 0",
+            "ok": False,
+            "detail": "no /predict load ran (no version was ever served)",
+        },
+        {"name": "acc", "value": None, "expected": ">= 0.5", "ok": False},
+    ]
+
+
+def test_what_the_runs_own_options_leave_unmeasured_is_not_checked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    e = Expectations.model_validate({"failed_requests": {"max": 0}, "events_lost": {"max": 0}})
+    no_load = check(e, REPORT | {"requests": None, "load_rps": 0})
+    assert [(o["name"], o["ok"]) for o in no_load] == [("events_lost", True), ("failed_requests", None)]
+    cut = check(e, REPORT | {"truncated": True})
+    assert all(o["ok"] is None and "cut short" in o["detail"] for o in cut)
+    assert expectations_exit({"expectations": no_load + cut}) == 0  # nothing failed
+    assert capsys.readouterr().err == ""
 
 
 def test_failed_expectations_exit_3_naming_each(capsys: pytest.CaptureFixture[str]) -> None:
@@ -78,15 +99,54 @@ def test_every_chaos_scenario_promises_no_loss_and_no_double_training(name: str)
 def test_requests_around_a_fault() -> None:
     from deploy.faults import requests_around
 
-    fault = {"killed_at": 100.0, "recovered_after_s": 2.0}
+    fault = {"target": "replica", "killed_at": 100.0, "dead_after_s": 0.05, "recovered_after_s": 2.0}
     samples: list[list[Any]] = [
-        [99.0, 500.0, 200, 1, "a"],  # done before the kill
-        [99.9, 200.0, 500, 1, "a"],  # in flight at the kill, failed
-        [99.95, 100.0, 200, 1, "b"],  # in flight, fine
-        [101.0, 10.0, 503, None, None],  # failed while recovering
-        [103.0, 10.0, 500, None, None],  # after recovery: not this fault's
+        [99.0, 500.0, 200, 1, "a", 1, None],  # done before the kill
+        [99.9, 200.0, 500, 1, "a", 1, None],  # in flight at the kill, failed: excused
+        [99.95, 100.0, 200, 1, "b", 1, None],  # in flight, fine: excuses nothing
+        [100.2, 5.0, 500, None, None, 1, None],  # sent after the process was gone: not excused
+        [101.0, 10.0, 503, None, None, 1, None],  # failed while recovering
+        [101.5, 10.0, 200, 2, "c", 1, "keepalive_closed"],  # retried, then answered
+        [103.0, 10.0, 500, None, None, 1, None],  # after recovery: not this fault's
     ]
-    assert requests_around(fault, samples) == {"in_flight": 2, "failed": 2}
-    report = {"faults": [fault | {"in_flight": 2, "failed": 3}, fault | {"in_flight": 1, "failed": 0}]}
+    assert requests_around(fault, samples) == {
+        "failed": 3,
+        "in_flight_failed": 1,
+        "failed_beyond_in_flight": 2,
+        "retried": 1,
+    }
+
+
+def test_a_success_in_flight_excuses_no_later_failure() -> None:
+    """Counting requests in flight (successes too) against failures let one success hide a failure."""
+    from deploy.faults import requests_around
+
+    fault = {"target": "replica", "killed_at": 100.0, "dead_after_s": 0.02, "recovered_after_s": 5.0}
+    samples: list[list[Any]] = [[99.99, 50.0, 200, 1, "a", 1, None], [101.0, 3.0, 500, None, None, 1, None]]
+    around = requests_around(fault, samples)
+    assert around["failed_beyond_in_flight"] == 1
     e = Expectations.model_validate({"failed_beyond_in_flight": {"max": 0}})
-    assert check(e, report)[0]["value"] == 1
+    (outcome,) = check(e, {"requests": {"errors": 1}, "faults": [fault | around]})
+    assert outcome["value"] == 1 and not outcome["ok"]
+
+
+def test_a_replica_never_seen_to_die_fails_the_in_flight_bound_with_that_reason() -> None:
+    from deploy.faults import requests_around
+
+    fault = {"target": "replica", "offset": 1000, "killed_at": 100.0, "dead_after_s": None}
+    fault |= {"recovered_after_s": 3.0}
+    around = requests_around(fault, [[101.0, 3.0, 500, None, None, 1, None]])
+    assert around["in_flight_failed"] is None and around["failed"] == 1
+    e = Expectations.model_validate({"failed_beyond_in_flight": {"max": 0}})
+    (outcome,) = check(e, {"requests": {"errors": 1}, "faults": [fault | around]})
+    assert not outcome["ok"] and "replica killed at offset 1000 was never seen to die" in outcome["detail"]
+
+
+def test_retries_are_bounded_like_failures() -> None:
+    e = Expectations.model_validate({"retried": {"max": 1}})
+    assert check(e, {"requests": {"errors": 0, "retried": 2}})[0] == {
+        "name": "retried",
+        "value": 2,
+        "expected": "<= 1",
+        "ok": False,
+    }

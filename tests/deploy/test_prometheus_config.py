@@ -114,3 +114,22 @@ def test_every_olsim_metric_queried_is_exported() -> None:
     recorded = {r["record"] for r in _rules() if "record" in r}
     used = {n for e in exprs for n in re.findall(r"\bolsim:[a-z0-9_:]+", e)}
     assert used <= recorded, sorted(used - recorded)
+
+
+def test_the_prometheus_olsim_starts_has_no_lifecycle_api(tmp_path: Path) -> None:
+    """Nothing olsim does needs /-/quit or /-/reload (it stops Prometheus with SIGTERM): without
+    --web.enable-lifecycle, anyone who reaches the port cannot shut it down or reload it."""
+    import httpx
+
+    from deploy.net import free_port
+    from deploy.promserver import PrometheusServer
+
+    prom = PrometheusServer(tmp_path, {"olsim": "127.0.0.1:1"}, port=free_port(), scrape_interval_s=1.0)
+    prom.start()
+    try:
+        for path in ("/-/quit", "/-/reload"):
+            r = httpx.post(f"{prom.url}{path}", timeout=10)
+            assert r.status_code == 403 and "not enabled" in r.text, (path, r.status_code, r.text)
+        assert prom.proc is not None and prom.proc.poll() is None  # still running
+    finally:
+        prom.stop()

@@ -1,9 +1,6 @@
-"""Every shipped chaos scenario (and gradual-drift, recurring), run for real (shared Ray cluster, Serve
-under load), with the outcomes its YAML promises checked, plus what the metrics endpoint says.
-
-Short versions: the stream runs at twice the shipped rate (the chaos timeline is in stream
-offsets, so the same events are hit; a stall still lasts its seconds), except in scenarios that
-kill processes, where each kill waits for the previous recovery.
+"""Every shipped scenario, run as shipped (its own seed, rate, faults and the CLI's default load of 20
+/predict requests per second; shared Ray cluster, Serve under load), with the outcomes its YAML
+promises checked, plus what the metrics endpoint says.
 """
 
 from __future__ import annotations
@@ -19,10 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from deploy.bench_reliability import chaos_scenarios
 from deploy.expect import served_old_task_drops
 from deploy.runner import RunOptions, run
-from deploy.scenario import load_scenario
+from deploy.scenario import builtin_names, load_scenario
 
 CHAOS = chaos_scenarios()
-RUNS = [*CHAOS, "gradual-drift", "recurring"]  # and those that shape the stream, not its delivery
+RUNS = builtin_names()  # every scenario olsim ships
 
 
 def _metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -48,13 +45,9 @@ def _scrape_when_settled(report: dict[str, Any], live: dict[str, Any]) -> None:
 def chaos_runs(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, dict]]:
     out = {}
     for name in RUNS:
-        s = load_scenario(name)
-        assert s.stream.rate is not None
-        if not s.faults:  # kills wait for the previous recovery (seconds): those keep their rate
-            s = s.model_copy(update={"stream": s.stream.model_copy(update={"rate": 2 * s.stream.rate})})
         live: dict[str, Any] = {}
-        opts = RunOptions(report_dir=tmp_path_factory.mktemp(name), metrics_port=0, load_rps=20.0)
-        report = run(s, opts, on_finished=partial(_scrape_when_settled, live=live))
+        opts = RunOptions(report_dir=tmp_path_factory.mktemp(name), metrics_port=0)  # --load-rps 20
+        report = run(load_scenario(name), opts, on_finished=partial(_scrape_when_settled, live=live))
         out[name] = (report, live)
     return out
 
@@ -76,14 +69,28 @@ def test_the_shipped_chaos_scenarios() -> None:
 
 
 @pytest.mark.parametrize("name", RUNS)
-def test_every_promised_outcome_holds(chaos_runs: dict, name: str) -> None:
+def test_every_shipped_scenario_keeps_its_promises_as_shipped(chaos_runs: dict, name: str) -> None:
     report, _ = chaos_runs[name]
-    assert len(report["expectations"]) >= 4
+    assert len(report["expectations"]) >= 3
     failed = [e for e in report["expectations"] if not e["ok"]]
     assert failed == [], failed
     st = report["stream"]
-    assert st["consumed"] == st["records"] and st["events_trained"] == st["events_expected"] > 3000
+    assert st["consumed"] == st["records"] and st["events_trained"] == st["events_expected"] >= 1800
     assert report["requests"]["count"] > 0 and report["replicas_converged"]
+    assert report["faults_unfired"] == []
+
+
+@pytest.mark.parametrize("name", [n for n in RUNS if load_scenario(n).faults])
+def test_every_fault_strikes_at_its_stream_position(chaos_runs: dict, name: str) -> None:
+    """The learner holds at each fault's position until the kill: it strikes after the batch that
+    reaches the position, however fast the learner ran ahead or behind."""
+    report, _ = chaos_runs[name]
+    batch = report["scenario_config"]["learner"]["batch_size"]
+    faults = report["faults"]
+    assert [f["at"] for f in faults] == [f.at for f in load_scenario(name).faults]
+    for f in faults:
+        assert f["at"] <= f["offset"] < f["at"] + batch, f
+        assert f["recovered_after_s"] is not None and f["recovered_after_s"] < 60, f
 
 
 @pytest.mark.parametrize("name", CHAOS)
@@ -122,6 +129,7 @@ def test_a_killed_learner_resumes_from_its_checkpoint_while_serving_goes_on(chao
     faults = report["faults"]
     assert [f["target"] for f in faults] == ["learner"] * 3
     assert all(f["recovered_after_s"] is not None and f["recovered_after_s"] < 30 for f in faults)
+    # every kill counted: restarts are counted as they happen, not restored from a checkpoint
     assert report["stream"]["learner_restarts"] == 3 and report["stream"]["checkpoints"] > 3
     rows = report["requests"]["samples"]  # [sent, latency ms, status, version, replica]
     for f in faults:  # requests sent while the learner was down were all answered
@@ -142,7 +150,7 @@ def test_a_killed_replica_is_replaced_by_one_serving_the_current_version(chaos_r
     served_by_replacement = 0
     for f in report["faults"]:
         assert f["target"] == "replica" and f["recovered_after_s"] is not None
-        assert f["failed"] <= f["in_flight"]
+        assert f["dead_after_s"] is not None and f["failed_beyond_in_flight"] == 0, f
         mine = [r for r in rows if r[4] == f["replacement"]]
         if mine:  # (the last replacement may come up after the load stopped)
             first = mine[0]
@@ -218,6 +226,8 @@ def test_a_recurring_task_gets_its_own_rows_and_is_relearnt(chaos_runs: dict) ->
         (3, 2, 3),
         (4, 1, 3),
     ]
+    # the live BWT gauge and the report's BWT are one definition (the last segment relearnt task 1)
+    assert live["metrics"][("olsim_backward_transfer", ())] == pytest.approx(report["bwt"])
     # the served version (on task 1, all three met) exports accuracy for every task
     assert {dict(k[1]).get("task") for k in live["metrics"] if k[0] == "olsim_task_accuracy"} == {
         "0",

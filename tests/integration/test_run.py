@@ -7,6 +7,8 @@ endpoint and sends hostile requests to the live replicas.
 
 from __future__ import annotations
 
+import threading
+import time
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -54,17 +56,51 @@ def _live_checks(report: dict[str, Any], out: dict[str, Any]) -> None:
     out["healthz"] = httpx.get(f"{base}/healthz", timeout=10)
 
 
-def _run(strategy: str, tmp: Path, gate: str = "off") -> tuple[dict[str, Any], dict[str, Any]]:
+class Client(threading.Thread):
+    """A client that keeps sending /predict, one request at a time, recording (unix time, status,
+    Retry-After) until it has seen the app gone (404 or no answer) for 1 s, or 60 s have passed."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.seen: list[tuple[float, int, str | None]] = []  # status 0: no HTTP answer
+
+    def run(self) -> None:
+        gone_since, deadline = None, time.monotonic() + 60
+        with httpx.Client(timeout=5) as client:
+            while time.monotonic() < deadline and (gone_since is None or time.monotonic() - gone_since < 1):
+                try:
+                    r = client.post("http://127.0.0.1:8000/predict", json={"inputs": [[0.1] * 64]})
+                    status, retry = r.status_code, r.headers.get("retry-after")
+                except httpx.HTTPError:
+                    status, retry = 0, None
+                self.seen.append((time.time(), status, retry))
+                if status in (0, 404) and gone_since is None:
+                    gone_since = time.monotonic()
+                time.sleep(0.01)
+
+
+def _run(
+    strategy: str, tmp: Path, gate: str = "off", client: Client | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     live: dict[str, Any] = {}
+
+    def finished(report: dict[str, Any]) -> None:
+        _live_checks(report, live)
+        if client is not None:  # it keeps sending while the run tears down
+            client.start()
+
     opts = RunOptions(report_dir=tmp / f"{strategy}-{gate}", metrics_port=0, load_rps=40.0)
-    report = run(_scenario(strategy, gate), opts, on_finished=lambda r: _live_checks(r, live))
+    report = run(_scenario(strategy, gate), opts, on_finished=finished)
+    if client is not None:
+        client.join()
+        live["client"] = client.seen
     return report, live
 
 
 @pytest.fixture(scope="module")
 def runs(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, dict]]:
     tmp = tmp_path_factory.mktemp("runs")
-    out = {name: _run(name, tmp) for name in ("naive", "replay")}
+    out = {"naive": _run("naive", tmp), "replay": _run("replay", tmp, client=Client())}
     out["naive-gated"] = _run("naive", tmp, gate="on")
     return out
 
@@ -104,7 +140,7 @@ def test_requests_never_fail_and_versions_advance(runs: dict, strategy: str) -> 
     assert len(seen) >= 3 and seen[-1] == report["versions_published"]
     # per replica, in send order, the version never goes backwards
     by_replica: dict[str, list[int]] = {}
-    for _sent, _ms, status, version, replica in sorted(req["samples"]):
+    for _sent, _ms, status, version, replica, *_ in sorted(req["samples"]):
         assert status == 200
         by_replica.setdefault(replica, []).append(version)
     assert len(by_replica) >= 2
@@ -129,9 +165,13 @@ def test_scrape_endpoint_matches_the_report(runs: dict, strategy: str) -> None:
     report, live = runs[strategy]
     m = live["metrics"]
     last_row = report["accuracy_matrix"][-1]
+    served = report["timeline"][-1]  # the last version, served at the end (gate off)
+    assert served["version"] == report["served_version"]
     for task in range(5):
         assert m[("olsim_task_accuracy", (("task", str(task)),))] == pytest.approx(last_row[task])
-        assert m[("olsim_task_forgetting", (("task", str(task)),))] >= 0.0
+        best = max(v["accuracies"][task] for v in report["timeline"])  # every version scored, up to it
+        forgetting = m[("olsim_task_forgetting", (("task", str(task)),))]
+        assert forgetting == pytest.approx(best - served["accuracies"][task])
     assert m[("olsim_model_version", ())] == report["versions_published"]
     assert m[("olsim_average_accuracy", ())] == pytest.approx(report["acc"])
     assert m[("olsim_learner_samples_total", ())] == report["learner"]["samples"]
@@ -197,3 +237,24 @@ def test_bad_input_gets_422_with_a_message_and_replicas_keep_serving(runs: dict)
         assert needle in r.json()["detail"], (name, r.text)
     assert live["after"].status_code == 200 and live["after"].json()["model_version"] >= 1
     assert live["healthz"].json()["status"] == "ok"
+
+
+def test_a_server_going_away_says_so_with_503_and_retry_after(runs: dict) -> None:
+    """A client still sending when the run ends sees answers, then 503 + Retry-After for the drain
+    window (serving.drain_s), and only then the application gone (here the session's Ray keeps its
+    HTTP port, so gone is 404; under `olsim run`, which takes its own Ray down, the port closes)."""
+    report, live = runs["replay"]
+    seen = live["client"]
+    statuses = [s for _, s, _ in seen]
+    assert statuses[0] == 200 and 503 in statuses, statuses
+    first_503 = statuses.index(503)
+    assert all(s == 200 for s in statuses[:first_503])  # nothing else before the drain
+    gone = next(i for i, s in enumerate(statuses) if s in (0, 404))
+    last_200 = max(i for i, s in enumerate(statuses) if s == 200)
+    # replicas drain together (a 200 from the other one may land just after the first 503), and
+    # from then on every answer is a 503 until the application is gone
+    assert last_200 < gone and seen[last_200][0] - seen[first_503][0] < 0.5
+    assert all(s == 503 for s in statuses[last_200 + 1 : gone]), statuses[first_503:gone]
+    assert all(r == "1" for _, s, r in seen if s == 503)  # serving.retry_after_s
+    drain_s = report["scenario_config"]["serving"]["drain_s"]
+    assert seen[gone][0] - seen[first_503][0] >= 0.8 * drain_s  # the 503s last the drain window

@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from learner.metrics import average_accuracy, backward_transfer, forgetting, forward_transfer, summarize
+from learner.metrics import (
+    average_accuracy,
+    backward_transfer,
+    forgetting,
+    forgetting_per_task,
+    forward_transfer,
+    summarize,
+)
 
 # Hand-computed example, 3 tasks. R[i][j] = accuracy on task j after training task i.
 R = [
@@ -30,6 +37,14 @@ def test_fwt_gem_definition() -> None:
 def test_forgetting_uses_best_earlier_accuracy() -> None:
     # task 0: max(0.90, 0.60) - 0.50 = 0.40; task 1: 0.80 - 0.70 = 0.10
     assert forgetting(R) == pytest.approx(0.25)
+
+
+def test_forgetting_takes_the_max_over_every_earlier_evaluation() -> None:
+    # Chaudhry et al. 2018: max over l < T-1, also rows before the task was trained. Task 1 scored 0.9
+    # by chance before it was trained: 0.9 - 0.4, not (best since trained) 0.5 - 0.4.
+    r = [[0.9, 0.9, 0.1], [0.6, 0.5, 0.3], [0.5, 0.4, 0.95]]
+    assert forgetting_per_task(r) == {0: pytest.approx(0.4), 1: pytest.approx(0.5)}
+    assert forgetting(r) == pytest.approx(0.45)
 
 
 def test_partial_matrix_and_single_row() -> None:
@@ -63,8 +78,15 @@ def test_recurring_task_definitions_by_hand() -> None:
     assert m["bwt"] == pytest.approx(((0.70 - 0.88) + (0.50 - 0.85)) / 2)
     # FWT at each task's first appearance: task 1 from segment 0, task 2 from segment 2
     assert m["fwt"] == pytest.approx(((0.20 - 0.10) + (0.12 - 0.20)) / 2)
-    # forgetting: best since first seen (task 0: 0.90, task 1: 0.85) minus now
+    # forgetting: best in any earlier row (task 0: 0.90, task 1: 0.85) minus now
     assert m["forgetting"] == pytest.approx(((0.90 - 0.70) + (0.85 - 0.50)) / 2)
+
+
+def test_bwt_leaves_out_the_task_the_last_segment_trained() -> None:
+    # segments 0, 1, 0: task 0 is being relearnt at the end; only task 1 transfers backward
+    r = [[0.9, 0.1], [0.5, 0.8], [0.8, 0.6]]
+    assert backward_transfer(r, seq=[0, 1, 0]) == pytest.approx(0.6 - 0.8)
+    assert backward_transfer(r[:1] + r[2:], seq=[0, 0]) is None  # nothing but the task being trained
 
 
 def test_in_order_segments_are_the_gem_definitions() -> None:

@@ -196,3 +196,96 @@ def test_a_torn_journal_tail_is_cut_and_a_damaged_line_refused(tmp_path: Path) -
     journal.write_bytes(b"\n".join([lines[0], b"{not json", *lines[1:]]) + b"\n")
     with pytest.raises(JournalError, match="line 2 is damaged"):
         Registry(store=tmp_path)
+
+
+def test_a_missing_or_damaged_version_file_does_not_stop_the_registry(tmp_path: Path) -> None:
+    async def publish_three() -> None:
+        reg = Registry(store=tmp_path)
+        for s in range(3):
+            await reg.publish(_snap(s))
+        assert reg.journal is not None
+        reg.journal.close()
+
+    asyncio.run(publish_three())
+    (tmp_path / "versions" / "00000002.npz").unlink()  # lost (say, never reached the disk)
+    back = Registry(store=tmp_path)
+    assert sorted(back._versions) == [1, 3] and back.served == 3
+    state = asyncio.run(back.state())
+    assert list(state["unreadable"]) == ["2"] and "FileNotFoundError" in state["unreadable"]["2"]
+    assert back.journal is not None
+    back.journal.close()
+
+    # the served version's file damaged too: the newest readable one is served, as a journaled change
+    (tmp_path / "versions" / "00000003.npz").write_bytes(b"not an npz")
+    again = Registry(store=tmp_path)
+    assert sorted(again._versions) == [1] and sorted(again.unreadable) == [2, 3]
+    assert again.served == 1 and again.generation == 4
+    change = asyncio.run(again.changes(3))[0]
+    assert (change.kind, change.trigger, change.previous, change.version) == ("rollback", "restore", 3, 1)
+    assert again.journal is not None
+    again.journal.close()
+    assert Registry(store=tmp_path).served == 1  # the fallback survives the next restart
+
+
+def test_every_file_the_registry_creates_is_durable_with_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rename or a new file is durable only once its directory is fsynced as well: watch the real
+    calls (spied on, not replaced) and check that each directory that changed was fsynced after it."""
+    import os
+    import stat
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            events.append(("fsync-dir", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        real_replace(src, dst)
+        events.append(("replace", str(Path(dst).parent)))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    store = tmp_path / "registry"
+
+    async def publish() -> None:
+        reg = Registry(store=store)
+        await reg.publish(_snap(0))
+        assert reg.journal is not None
+        reg.journal.close()
+
+    asyncio.run(publish())
+    versions = str(store / "versions")
+    synced = [d for kind, d in events if kind == "fsync-dir"]
+    assert {str(tmp_path), str(store)} <= set(synced)  # the new directories' entries
+    renamed = events.index(("replace", versions))
+    assert ("fsync-dir", versions) in events[renamed:]  # the version file's rename
+    assert (store / "journal.jsonl").exists() and str(store) in synced  # the journal's creation
+
+
+def test_a_checkpoint_rename_is_followed_by_a_directory_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import stat
+
+    from learner import checkpoint
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    def replace(src: Path, dst: Path) -> None:
+        real_replace(src, dst)
+        events.append("replace")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    checkpoint.save(tmp_path / "ck.npz", {"a": 1})
+    assert events[-3:] == ["file", "replace", "dir"]
