@@ -53,7 +53,9 @@ def _state_bytes(obj: Any) -> int:
 
 
 def raw_loop_samples_per_s(scenario: Scenario, seed: int) -> float:
-    """A plain torch training loop over the same batches: the ceiling a learner can approach."""
+    """A plain torch training loop over the same batches: the ceiling a learner can approach. Like
+    olsim's trainer it reads the loss back every step (``loss.item()``, a device sync), and it runs
+    in the caller's torch threads (one, as the learner's)."""
     import torch
 
     from learner.model import build_model
@@ -70,6 +72,7 @@ def raw_loop_samples_per_s(scenario: Scenario, seed: int) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        loss.item()
     return sum(len(y) for _, y in batches) / (time.perf_counter() - t0)
 
 
@@ -117,6 +120,9 @@ def run_one(scenario: Scenario, seed: int) -> dict[str, Any]:
 
 
 def _child(job: tuple[str, str, int, str]) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)  # before the first timed loop: the baseline runs as the strategy does
     name, strategy, seed, boundaries = job
     scenario = load_scenario(name).with_strategy(strategy)
     learner = scenario.learner.model_copy(update={"boundaries": boundaries})

@@ -5,7 +5,8 @@ the strategy's hooks live: after a warm-up, a task end is announced so that the 
 LwF), memories (replay, DER, kNN) and adapters (LoRA) are all in play, as in every task after the
 first. The batches come from the CPU, as the stream delivers them. One torch thread on the CPU, as
 in the learner actor. Baseline in the same run: a plain torch loop (MLP, Adam, cross-entropy) on the
-same batches and device. Cells run ``repeats`` times interleaved; medians are reported.
+same batches and device, with the same per-step device sync (``loss.item()``). Cells run
+``repeats`` times interleaved; medians are reported.
 
 On a machine with CUDA the GPU column appears, with the crossover (the smallest batch size at
 which the GPU trains the plain loop faster) and what ``device: auto`` picks (learner/device.py).
@@ -48,7 +49,9 @@ def _sync(device: torch.device) -> None:
 
 
 def raw_samples_per_s(batch: int, device: torch.device, seconds: float, seed: int = 0) -> float:
-    """A plain torch loop: MLP 64-256-10, Adam, cross-entropy, batches copied from the CPU."""
+    """A plain torch loop: MLP 64-256-10, Adam, cross-entropy, batches copied from the CPU. Like
+    olsim's trainer it reads the loss back every step (``loss.item()``), so both wait for the device
+    once per step: the comparison is of the work, not of how far ahead the GPU queue runs."""
     model = build_model(ModelSpec(), seed=seed).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     batches = _batches(batch, seed)
@@ -59,6 +62,7 @@ def raw_samples_per_s(batch: int, device: torch.device, seconds: float, seed: in
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        loss.item()  # the trainer's sync point, every step
 
     for i in range(10):
         step(i)

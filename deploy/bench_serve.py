@@ -3,12 +3,13 @@
 Paths, each for 1 and 256 rows per request: raw torch forward in this process (the limit, rows/s,
 one torch thread as a replica uses), bare FastAPI + uvicorn (:mod:`deploy.bare_app`: the same
 schema and per-request work, no Ray) and olsim's Serve path as ``olsim run`` deploys it (Serve's
-HTTP ingress in each mode of :mod:`deploy.ingress`, each with its own Ray, 2 replicas, weights
-from the registry). Each runs with the learner idle and with a learner training at the same
-time (a separate process running the learner loop over an unpaced stream with one torch thread,
-as the learner actor does). Load: ``hey`` (Debian package ``hey``):
-``requests`` requests from ``clients`` concurrent clients, after a warm-up; the median of
-``repeats`` runs. Ratios are against bare uvicorn measured in the same run.
+HTTP ingress in each mode of :mod:`deploy.ingress`, each with its own Ray, weights from the
+registry). Like with like: olsim with N replicas is compared with bare uvicorn with N worker
+processes (each process one torch thread), for every N in ``processes``. Each runs with the learner
+idle and with a learner training at the same time (a separate process running the learner loop over
+an unpaced stream with one torch thread, as the learner actor does). Load: ``hey`` (Debian package
+``hey``): ``requests`` requests from ``clients`` concurrent clients, after a warm-up; the median of
+``repeats`` runs. Ratios are against bare uvicorn with as many processes, measured in the same run.
 """
 
 from __future__ import annotations
@@ -138,10 +139,12 @@ def _wait_http(url: str, timeout_s: float = 60.0) -> None:
 
 
 @contextmanager
-def bare_uvicorn() -> Iterator[str]:
-    """The bare baseline app in its own process; yields its /predict URL."""
+def bare_uvicorn(workers: int = 1) -> Iterator[str]:
+    """The bare baseline app with ``workers`` uvicorn worker processes; yields its /predict URL."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "deploy.bare_app", "--port", str(port)])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deploy.bare_app", "--port", str(port), "--workers", str(workers)]
+    )
     try:
         _wait_http(f"http://127.0.0.1:{port}/docs")
         yield f"http://127.0.0.1:{port}/predict"
@@ -181,10 +184,10 @@ def train_forever() -> None:
         seed += 1
 
 
-def serve_forever(ingress: str, port: int) -> None:
+def serve_forever(ingress: str, port: int, replicas: int = 2) -> None:
     """What the ``serve`` subprocess runs: olsim's Serve application as ``olsim run`` deploys it (gate
-    off) with its own Ray in ``ingress`` mode on ``port``, serving one version; prints ``url URL`` once the
-    replicas serve it and stops when its stdin closes."""
+    off) with its own Ray in ``ingress`` mode on ``port`` and ``replicas`` replicas, serving one version;
+    prints ``url URL`` once the replicas serve it and stops when its stdin closes."""
     from deploy.ingress import use_ingress
     from deploy.runner import keep_ray_on_loopback
 
@@ -199,7 +202,7 @@ def serve_forever(ingress: str, port: int) -> None:
 
     connect_ray(None, 0)
     scenario = load_scenario("split-digits")
-    serving = scenario.serving.model_copy(update={"port": port})
+    serving = scenario.serving.model_copy(update={"port": port, "replicas": replicas})
     scenario = scenario.model_copy(update={"serving": serving})
     stack = ServingStack(scenario, gate=False)
     try:
@@ -217,11 +220,11 @@ def serve_forever(ingress: str, port: int) -> None:
 
 
 @contextmanager
-def olsim_serve(ingress: str) -> Iterator[str]:
-    """olsim's Serve path in ``ingress`` mode, in its own process with its own Ray (the ingress is a
-    setting Ray reads when it starts); yields its /predict URL."""
+def olsim_serve(ingress: str, replicas: int = 2) -> Iterator[str]:
+    """olsim's Serve path in ``ingress`` mode with ``replicas`` replicas, in its own process with its
+    own Ray (the ingress is a setting Ray reads when it starts); yields its /predict URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "deploy.bench_serve", "serve", ingress, str(free_port())],
+        [sys.executable, "-m", "deploy.bench_serve", "serve", ingress, str(free_port()), str(replicas)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -317,14 +320,15 @@ def bench_serve(
     repeats: int,
     work: Path,
     modes: list[str] | None = None,
+    processes: list[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per (learner idle/training, rows per request): raw torch, bare uvicorn and olsim in
-    each ingress mode (``modes``, default all), in one run."""
+    """One row per (processes N, learner idle/training, rows per request): raw torch, bare uvicorn with
+    N workers and olsim with N replicas in each ingress mode (``modes``, default all), in one run."""
     from deploy.ingress import INGRESS_MODES
 
     modes = list(modes or INGRESS_MODES)
+    counts = list(processes or [1, 2])
     bodies = request_bodies(work, sizes)
-    cells = [(training, n) for training in (False, True) for n in sizes]
 
     def reqs(n: int) -> int:
         return max(clients, requests if n == 1 else requests // 4)
@@ -347,26 +351,31 @@ def bench_serve(
                     out[training, n] = measure(url, bodies[n], reqs(n), clients, repeats)
         return out
 
-    with bare_uvicorn() as bare_url:
-        bare = each_cell(bare_url, "bare uvicorn")
-    olsim: dict[str, dict[tuple[bool, int], dict[str, Any]]] = {}
-    for mode in modes:
-        with olsim_serve(mode) as url:
-            olsim[mode] = each_cell(url, f"olsim ({mode})")
-    return [
-        {
-            "learner": "training" if training else "idle",
-            "rows": n,
-            "raw_torch_rows_s": raw[training, n],
-            "bare": bare[training, n],
-            "olsim": {m: olsim[m][training, n] for m in modes},
-            "ratio": {m: _ratio(olsim[m][training, n], bare[training, n]) for m in modes},
-        }
-        for training, n in cells
-    ]
+    rows = []
+    for count in counts:
+        with bare_uvicorn(count) as bare_url:
+            bare = each_cell(bare_url, f"bare uvicorn, {count} worker(s)")
+        olsim: dict[str, dict[tuple[bool, int], dict[str, Any]]] = {}
+        for mode in modes:
+            with olsim_serve(mode, count) as url:
+                olsim[mode] = each_cell(url, f"olsim ({mode}), {count} replica(s)")
+        rows += [
+            {
+                "processes": count,
+                "learner": "training" if training else "idle",
+                "rows": n,
+                "raw_torch_rows_s": raw[training, n],
+                "bare": bare[training, n],
+                "olsim": {m: olsim[m][training, n] for m in modes},
+                "ratio": {m: _ratio(olsim[m][training, n], bare[training, n]) for m in modes},
+            }
+            for training in (False, True)
+            for n in sizes
+        ]
+    return rows
 
 
-TARGETS = {1: 0.6, 256: 0.8}  # olsim / bare uvicorn, learner idle (issue 7)
+TARGETS = {1: 0.6, 256: 0.8}  # olsim / bare uvicorn with as many processes, learner idle, default ingress
 
 
 def render(rows: list[dict[str, Any]], command: str, clients: int) -> str:
@@ -375,12 +384,14 @@ def render(rows: list[dict[str, Any]], command: str, clients: int) -> str:
     lines = [
         START,
         f"Command: `{command}` (2-core machine, MLP 64-256-10, `hey` with {clients} clients; "
-        "req/s is the median of the repeats; olsim: 2 replicas, reached through the Serve port in each "
-        f"ingress mode; the default is {DEFAULT_INGRESS}, which the targets apply to).",
+        "req/s is the median of the repeats). Like with like: olsim with N replicas against bare "
+        "uvicorn with N worker processes, one torch thread per process; olsim reached through the Serve "
+        f"port in each ingress mode (the default is {DEFAULT_INGRESS}, which the targets apply to).",
         "",
-        "| learner | rows/request | raw torch rows/s (1 thread) | bare uvicorn req/s | olsim ingress "
-        "| olsim req/s | olsim / bare | target | olsim p50 / p99 ms | failed / sent (olsim) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| replicas = workers | learner | rows/request | raw torch rows/s (1 thread) | bare uvicorn req/s "
+        "| olsim ingress | olsim req/s | olsim / bare | target | olsim p50 / p99 ms "
+        "| failed / sent (olsim) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         for mode, o in r["olsim"].items():
@@ -388,9 +399,9 @@ def render(rows: list[dict[str, Any]], command: str, clients: int) -> str:
             target = TARGETS.get(r["rows"]) if r["learner"] == "idle" and mode == DEFAULT_INGRESS else None
             met = "-" if target is None else f"{target:g}x: {'met' if ratio >= target else 'missed'}"
             lines.append(
-                f"| {r['learner']} | {r['rows']} | {r['raw_torch_rows_s']:,.0f} | {r['bare']['rps']:,.0f} "
-                f"| {mode} | {o['rps']:,.0f} | {ratio:.2f} | {met} | {o['p50_ms']} / {o['p99_ms']} "
-                f"| {o['failed']} / {o['sent']} |"
+                f"| {r['processes']} | {r['learner']} | {r['rows']} | {r['raw_torch_rows_s']:,.0f} "
+                f"| {r['bare']['rps']:,.0f} | {mode} | {o['rps']:,.0f} | {ratio:.2f} | {met} "
+                f"| {o['p50_ms']} / {o['p99_ms']} | {o['failed']} / {o['sent']} |"
             )
     lines.append(END)
     return "\n".join(lines)
@@ -431,15 +442,16 @@ def write(
 
 def main() -> None:
     """The benchmark's helper processes: ``python -m deploy.bench_serve train`` (the training process
-    of :func:`learner_training`) and ``... serve MODE PORT`` (:func:`olsim_serve`)."""
+    of :func:`learner_training`) and ``... serve MODE PORT REPLICAS`` (:func:`olsim_serve`)."""
     args = sys.argv[1:]
     if args == ["train"]:
         train_forever()
-    elif len(args) == 3 and args[0] == "serve":
-        serve_forever(args[1], int(args[2]))
+    elif len(args) == 4 and args[0] == "serve":
+        serve_forever(args[1], int(args[2]), int(args[3]))
     else:
         raise SystemExit(
-            "usage: python -m deploy.bench_serve train | serve MODE PORT  (olsim bench serve runs these)"
+            "usage: python -m deploy.bench_serve train | serve MODE PORT REPLICAS"
+            "  (olsim bench serve runs these)"
         )
 
 

@@ -209,6 +209,14 @@ def _parser() -> argparse.ArgumentParser:
         help="ingress modes to measure, each with its own Ray (default: all)",
     )
     sv.add_argument(
+        "--processes",
+        nargs="+",
+        type=_at_least(1),
+        default=[1, 2],
+        metavar="N",
+        help="olsim replicas, each against bare uvicorn with as many workers (default 1 2)",
+    )
+    sv.add_argument(
         "--overload",
         nargs="*",
         type=_at_least(1),
@@ -515,7 +523,7 @@ def _bench_serve(args: argparse.Namespace) -> int:
     command = (
         f"olsim bench serve --sizes {' '.join(map(str, args.sizes))} --requests {args.requests} "
         f"--clients {args.clients} --repeats {args.repeats} --ingress {' '.join(args.ingress)} "
-        f"--overload {' '.join(map(str, args.overload))}"
+        f"--processes {' '.join(map(str, args.processes))} --overload {' '.join(map(str, args.overload))}"
     )
     try:
         rows = bench_serve(
@@ -525,6 +533,7 @@ def _bench_serve(args: argparse.Namespace) -> int:
             args.repeats,
             args.json.parent / "bench-serve",
             modes=args.ingress,
+            processes=args.processes,
         )
         overloaded = overload(args.overload, args.requests, args.json.parent / "bench-serve")
     except BenchError as exc:

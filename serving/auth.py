@@ -44,12 +44,23 @@ def check_token(token: str, source: str = "the admin token") -> str:
     return token
 
 
+def route_path(scope: Scope) -> str:
+    """The request's path within the application: without the route prefix it is mounted at
+    (``root_path``: a Serve application at ``/gated`` sees ``/gated/admin/pause``).
+
+    >>> route_path({"path": "/gated/admin/pause", "root_path": "/gated"}), route_path({"path": "/x"})
+    ('/admin/pause', '/x')
+    """
+    path, root = str(scope.get("path", "")), str(scope.get("root_path", ""))
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 class AdminAuth:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(PREFIX):
+        if scope["type"] != "http" or not route_path(scope).startswith(PREFIX):
             await self.app(scope, receive, send)
             return
         expected: Any = getattr(getattr(scope.get("app"), "state", None), "admin_token", None)

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy.bench_serve import END, START, bench_serve, overload, render, render_overload
+from deploy.bench_serve import END, START, bare_uvicorn, bench_serve, overload, render, render_overload
 
 
-def test_bench_serve_measures_every_cell_without_failures(tmp_path: Path) -> None:
+def test_bench_serve_compares_like_with_like_in_every_cell(tmp_path: Path) -> None:
     # each ingress mode starts its own Ray in a subprocess (on free ports, beside the session's)
-    rows = bench_serve([1, 256], requests=64, clients=4, repeats=1, work=tmp_path)
-    assert [(r["learner"], r["rows"]) for r in rows] == [
-        ("idle", 1),
-        ("idle", 256),
-        ("training", 1),
-        ("training", 256),
+    rows = bench_serve([1, 256], requests=64, clients=4, repeats=1, work=tmp_path, processes=[1, 2])
+    assert [(r["processes"], r["learner"], r["rows"]) for r in rows] == [
+        (n, learner, size) for n in (1, 2) for learner in ("idle", "training") for size in (1, 256)
     ]
     for r in rows:
         assert r["raw_torch_rows_s"] > 1000 and r["bare"]["rps"] > 0 and r["bare"]["failed"] == 0
@@ -24,10 +21,21 @@ def test_bench_serve_measures_every_cell_without_failures(tmp_path: Path) -> Non
             assert o["rps"] > 0 and o["failed"] == 0 and o["statuses"] == {"200": o["sent"]}
             assert r["ratio"][mode] == o["rps"] / r["bare"]["rps"]
     table = render(rows, "olsim bench serve --requests 64", 4)
-    assert table.startswith(START) and table.endswith(END) and table.count("\n| ") == 1 + 4 * 2
-    # targets apply to the default ingress with the learner idle
-    assert table.count(": met") + table.count(": missed") == 2
+    assert table.startswith(START) and table.endswith(END) and table.count("\n| ") == 1 + 8 * 2
+    # targets apply to the default ingress with the learner idle, for each process count
+    assert table.count(": met") + table.count(": missed") == 4
     assert all("| haproxy |" in line for line in table.splitlines() if ": met" in line or ": missed" in line)
+
+
+def test_the_bare_baseline_runs_as_many_processes_as_it_is_asked_for() -> None:
+    import httpx
+
+    with bare_uvicorn(2) as url:  # a new connection per request: the kernel spreads them
+        workers = {
+            httpx.post(url, json={"inputs": [[0.0] * 64]}, timeout=10).headers["x-olsim-replica"]
+            for _ in range(40)
+        }
+    assert len(workers) == 2, workers
 
 
 def test_bench_serve_overload_table(tmp_path: Path) -> None:

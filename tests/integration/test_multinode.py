@@ -67,7 +67,14 @@ def test_removing_a_serving_node_under_load_loses_nothing(facts: dict[str, Any])
     assert set(report["replica_versions"]) == set(after)
     assert set(report["replica_versions"].values()) == {report["served_version"]}
     req = report["requests"]
-    assert req["count"] > 200 and req["errors"] <= 3, req["by_status"]  # at most those in flight
+    assert req["count"] > 200
+    # requests may fail only while Serve replaces the replica: each failed one was under way at some
+    # moment between the node's removal and the replacement's first answer
+    (new,) = set(after) - set(facts["replicas_before"])
+    rows = sorted(req["samples"])  # [sent, latency ms, status, version, replica, rows, retried]
+    replaced_at = next(r[0] for r in rows if r[4] == new)
+    failed = [r for r in rows if r[2] != 200]
+    assert all(r[0] + r[1] / 1e3 >= removed["at"] and r[0] <= replaced_at for r in failed), failed
 
 
 def test_every_replica_converges_to_each_published_version(facts: dict[str, Any]) -> None:

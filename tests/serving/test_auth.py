@@ -14,7 +14,7 @@ from serving.app import api
 TOKEN = "t" * 24
 
 
-def _call(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[list[dict[str, Any]], int]:
+def _call(path: str, headers: list[tuple[bytes, bytes]], root: str = "") -> tuple[list[dict[str, Any]], int]:
     """POST ``path`` with a chunked body that never ends; returns what was sent and body reads."""
     sent: list[dict[str, Any]] = []
     reads = 0
@@ -33,10 +33,10 @@ def _call(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[list[dict[str,
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
+        "path": root + path,
+        "raw_path": (root + path).encode(),
         "query_string": b"",
-        "root_path": "",
+        "root_path": root,
         "headers": [(b"transfer-encoding", b"chunked"), *headers],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 8000),
@@ -63,6 +63,11 @@ def test_a_request_without_the_token_is_refused_before_its_body_is_read(
     sent, reads = _call("/admin/rollback", headers)
     assert sent[0]["status"] == 401 and reads == 0
     assert (b"www-authenticate", b'Bearer realm="olsim"') in sent[0]["headers"]
+
+
+def test_an_app_under_a_route_prefix_checks_its_admin_routes_too() -> None:
+    sent, reads = _call("/admin/pause", [], root="/gated")
+    assert sent[0]["status"] == 401 and reads == 0
 
 
 def test_admin_routes_without_a_configured_token_are_403_unread() -> None:
