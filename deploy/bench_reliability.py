@@ -2,8 +2,9 @@
 
 Per scenario (a full ``olsim run`` each, one local Ray cluster for all, load on): records delivered,
 events trained, events lost, events trained twice (the learner's ledger), duplicates skipped,
-dead-lettered records, failed requests out of those sent, recovery time after each injected
-fault, candidates the gate rejected, and whether every promised outcome held.
+dead-lettered records, failed and retried requests out of those sent, the stream position each
+fault was set for and struck at, recovery time after each, candidates the gate rejected, and
+whether every promised outcome held.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def row(name: str, report: dict[str, Any]) -> dict[str, Any]:
         "duplicates_skipped": st["duplicates_skipped"],
         "dead_lettered": st["dead_lettered"],
         "failed_requests": req.get("errors"),
+        "retried_requests": req.get("retried"),
         "requests": req.get("count"),
+        "struck": [(f["at"], f["offset"]) for f in report.get("faults", [])],
         "recovery_s": recoveries,
         "rejected": gate_rejections(report),
         "candidates": report["gate"]["candidates"],
@@ -74,21 +77,25 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         s = r["recovery_s"]
         return "-" if not s else ", ".join("n/a" if v is None else f"{v:.1f}" for v in s)
 
+    def struck(r: dict[str, Any]) -> str:
+        return ", ".join(f"{at} -> {offset}" for at, offset in r.get("struck", [])) or "-"
+
     lines = [
         START,
         f"Command: `{command}` (each scenario's own seed, rate and faults; 2-core machine).",
         "",
         "| scenario | records in | events trained / expected | lost | trained twice | duplicates skipped "
-        "| dead-lettered | failed requests / sent | recovery s | rejected / candidates "
-        "| versions lost / published | outcomes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dead-lettered | failed / retried / sent requests | faults: set for -> struck at | recovery s "
+        "| rejected / candidates | versions lost / published | outcomes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ok = "all hold" if r["outcomes_ok"] else "FAILED: " + ", ".join(r["failed_outcomes"])
         lines.append(
             f"| {r['scenario']} | {r['records']} | {r['trained']} / {r['expected']} | {r['lost']} "
             f"| {r['trained_twice']} | {r['duplicates_skipped']} | {r['dead_lettered']} "
-            f"| {r['failed_requests']} / {r['requests']} | {rec(r)} "
+            f"| {r['failed_requests']} / {r.get('retried_requests')} / {r['requests']} "
+            f"| {struck(r)} | {rec(r)} "
             f"| {r['rejected']} / {r['candidates']} | {r['versions_lost']} / {r['versions']} | {ok} |"
         )
     lines.append(END)

@@ -6,7 +6,8 @@ same at any rate and on any machine: the learner is given every fault's position
 (after the batch that reaches it) until the injector has struck and releases it.
 
 - ``learner``: the learner actor's process dies; Ray restarts it and it resumes from its checkpoint.
-  Recovered when the restarted learner trains past the position it resumed from.
+  Recovered when the restarted learner trains past the position it resumed from (or holds at a
+  fault's position, which it can only reach by training).
 - ``replica``: one Serve replica's process dies; Serve's controller starts a replacement, which loads
   the served version before it takes traffic. Recovered when a new replica has acknowledged the
   current version.

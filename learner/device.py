@@ -1,7 +1,7 @@
 """Where the learner trains: ``cpu``, ``cuda``, or ``auto`` (decided from the work per step).
 
 A small model's training step on a GPU is launch-bound: for the MLP 64-256-10 an H200 takes about
-0.65 ms per step whatever the batch (issue 8's measurement: 51k samples/s at batch 32, 369k at
+0.65 ms per step whatever the batch (a reference measurement: 51k samples/s at batch 32, 369k at
 256, 6.0M at 4096), while this project's 2-core CPU did 134k, 788k and 1.2M samples/s. The GPU
 only wins once a CPU step costs more than that launch floor, so ``auto`` decides from the work in
 one step (batch size x trainable parameters), not from whether a GPU exists: below

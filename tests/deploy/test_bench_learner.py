@@ -28,5 +28,5 @@ def test_crossover_is_the_first_batch_where_the_gpu_wins() -> None:
     rows: list[dict[str, Any]] = [
         {"device": "cpu", "batch": b, "raw": r} for b, r in ((32, 134e3), (256, 788e3), (4096, 1.2e6))
     ] + [{"device": "cuda", "batch": b, "raw": r} for b, r in ((32, 51e3), (256, 369e3), (4096, 6.0e6))]
-    assert crossover(rows) == 4096  # the H200 figures against this machine's CPU
+    assert crossover(rows) == 4096  # the reference H200 figures against this machine's CPU
     assert crossover([r for r in rows if r["batch"] < 4096]) is None

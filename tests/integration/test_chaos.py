@@ -17,6 +17,8 @@ from deploy.bench_reliability import chaos_scenarios
 from deploy.expect import served_old_task_drops
 from deploy.runner import RunOptions, run
 from deploy.scenario import builtin_names, load_scenario
+from learner.metrics import accuracy, forward_transfer
+from learner.model import build_model
 
 CHAOS = chaos_scenarios()
 RUNS = builtin_names()  # every scenario olsim ships
@@ -201,7 +203,12 @@ def test_a_killed_evaluator_rebuilds_its_scores_and_metrics(chaos_runs: dict) ->
     m = live["metrics"]  # scraped after the run, at the port the first evaluator process had
     latest = report["versions"]["latest"]
     assert [t["version"] for t in report["timeline"]] == list(range(1, latest + 1))
-    assert len(report["accuracy_matrix"]) == 3 and report["fwt"] is not None  # baseline kept
+    # the untrained model's accuracy (FWT's baseline) survived the kills in the evaluator's state
+    s = load_scenario("evaluator-kill")
+    untrained = build_model(s.learner.model, seed=s.seed)
+    expected = [accuracy(untrained, t.test) for t in s.stream.build_tasks(s.seed)]
+    assert len(report["accuracy_matrix"]) == 3 and report["baseline_accuracy"] == pytest.approx(expected)
+    assert report["fwt"] == pytest.approx(forward_transfer(report["accuracy_matrix"], expected))
     # counters derived from the registry came back whole (no reset): they count the whole run
     assert m[("olsim_versions_evaluated_total", ())] == latest
     assert (

@@ -19,7 +19,7 @@ from stream.tasks import build_tasks
 def test_auto_decides_from_the_work_per_step_not_from_the_gpu() -> None:
     spec = ModelSpec()
     crossover = -(-AUTO_CUDA_MIN_WORK // parameters(spec))  # smallest batch that goes to the GPU
-    assert 256 < crossover < 4096  # between the batch sizes where the CPU and the GPU won (issue 8)
+    assert 256 < crossover < 4096  # between the batch sizes where the CPU and the GPU won
     assert choose_device("auto", spec, crossover - 1, cuda=True).type == "cpu"
     assert choose_device("auto", spec, crossover, cuda=True).type == "cuda"
     wide = ModelSpec(hidden=4096)  # more work per sample: the GPU pays off at smaller batches
