@@ -89,6 +89,8 @@ class NotChecked(Exception):
 
 def _load_ran(r: dict[str, Any]) -> dict[str, Any]:
     req = r.get("requests")
+    if req is not None and req["count"] == 0:  # a bound on no requests at all would hold vacuously
+        raise Unmeasured("the load sent no request before the run ended")
     if req is not None:
         return dict(req)
     if r.get("load_rps") == 0:

@@ -14,7 +14,7 @@ from deploy.scenario import ScenarioError, load_scenario, parse_scenario
 REPORT = {
     "stream": {"events_lost": 0, "events_trained_twice": 0, "duplicates_skipped": 609, "dead_lettered": 90},
     "chaos": [{"at": 1.0, "kind": "malformed", "position": 480}],
-    "requests": {"errors": 2},
+    "requests": {"count": 50, "errors": 2},
     "versions_published": 5,
     "acc": 0.62,
 }
@@ -126,7 +126,7 @@ def test_a_success_in_flight_excuses_no_later_failure() -> None:
     around = requests_around(fault, samples)
     assert around["failed_beyond_in_flight"] == 1
     e = Expectations.model_validate({"failed_beyond_in_flight": {"max": 0}})
-    (outcome,) = check(e, {"requests": {"errors": 1}, "faults": [fault | around]})
+    (outcome,) = check(e, {"requests": {"count": 2, "errors": 1}, "faults": [fault | around]})
     assert outcome["value"] == 1 and not outcome["ok"]
 
 
@@ -138,13 +138,19 @@ def test_a_replica_never_seen_to_die_fails_the_in_flight_bound_with_that_reason(
     around = requests_around(fault, [[101.0, 3.0, 500, None, None, 1, None]])
     assert around["in_flight_failed"] is None and around["failed"] == 1
     e = Expectations.model_validate({"failed_beyond_in_flight": {"max": 0}})
-    (outcome,) = check(e, {"requests": {"errors": 1}, "faults": [fault | around]})
+    (outcome,) = check(e, {"requests": {"count": 1, "errors": 1}, "faults": [fault | around]})
     assert not outcome["ok"] and "replica killed at offset 1000 was never seen to die" in outcome["detail"]
+
+
+def test_a_bound_on_requests_when_none_was_sent_fails() -> None:
+    e = Expectations.model_validate({"failed_requests": {"max": 0}})
+    (outcome,) = check(e, {"requests": {"count": 0, "errors": 0}, "load_rps": 20})
+    assert not outcome["ok"] and outcome["detail"] == "the load sent no request before the run ended"
 
 
 def test_retries_are_bounded_like_failures() -> None:
     e = Expectations.model_validate({"retried": {"max": 1}})
-    assert check(e, {"requests": {"errors": 0, "retried": 2}})[0] == {
+    assert check(e, {"requests": {"count": 9, "errors": 0, "retried": 2}})[0] == {
         "name": "retried",
         "value": 2,
         "expected": "<= 1",

@@ -78,8 +78,9 @@ def test_every_shipped_scenario_keeps_its_promises_as_shipped(chaos_runs: dict, 
     assert failed == [], failed
     st = report["stream"]
     assert st["consumed"] == st["records"] and st["events_trained"] == st["events_expected"] >= 1800
-    assert report["requests"]["count"] > 0 and report["replicas_converged"]
-    assert report["faults_unfired"] == []
+    if load_scenario(name).stream.rate is not None:  # (an unpaced stream may end before any request)
+        assert report["requests"]["count"] > 0
+    assert report["replicas_converged"] and report["faults_unfired"] == []
 
 
 @pytest.mark.parametrize("name", [n for n in RUNS if load_scenario(n).faults])

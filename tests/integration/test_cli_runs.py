@@ -61,7 +61,7 @@ def test_run_then_load_back_to_back_and_a_run_ending_under_load(tmp_path: Path) 
         "run",
         "split-digits",
         "--duration",
-        "12",
+        "8",
         "--prometheus",
         "--prometheus-port",
         str(free_port()),
@@ -95,7 +95,7 @@ def test_run_then_load_back_to_back_and_a_run_ending_under_load(tmp_path: Path) 
         "--rps",
         "50",
         "--duration",
-        "5",
+        "4",
         "--serve-port",
         str(serve),
         "--ray-metrics-port",
@@ -106,7 +106,7 @@ def test_run_then_load_back_to_back_and_a_run_ending_under_load(tmp_path: Path) 
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Traceback" not in second.stderr
     load = json.loads((tmp_path / "load" / "load.json").read_text())
-    assert load["count"] >= 200 and load["errors"] == 0, load["by_status"]
+    assert load["count"] >= 150 and load["errors"] == 0, load["by_status"]
     assert time_wait, "the first run left no TIME_WAIT socket on Ray's metrics port: nothing was tested"
 
     # what the client saw of the first run from its first answer on: answers, then 503 + Retry-After
