@@ -37,6 +37,7 @@ INGRESS_MODES: tuple[str, ...] = get_args(Ingress)
 DEFAULT_INGRESS: Ingress = "haproxy"
 
 DRAIN_ENV = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"
+RETRY_ON = "conn-failure empty-response"  # HAProxy's retry-on for the Ray olsim starts
 _SWITCHES = ("RAY_SERVE_ENABLE_DIRECT_INGRESS", "RAY_SERVE_ENABLE_HA_PROXY")
 
 
@@ -112,6 +113,13 @@ def use_ingress(mode: str) -> dict[str, str]:
             "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
             "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
         }
+        # HAProxy keeps idle connections to replicas (Ray's `http-reuse always`). A replica that dies
+        # leaves them in its pool, and a request HAProxy writes onto one before it notices the close
+        # gets no answer at all; Ray retries only failed connects, so HAProxy would answer 500. Also
+        # retrying an empty response sends such a request to another replica. /predict is
+        # idempotent; an admin request a replica finished but died before answering could be
+        # replayed (docs/reliability.md). Kept when already set in the environment.
+        env["RAY_SERVE_HAPROXY_RETRY_ON"] = os.environ.get("RAY_SERVE_HAPROXY_RETRY_ON", RETRY_ON)
         # A stopping replica stays reachable this long so that load balancers can deregister it
         # (Ray's default: 30 s, for external ones); here HAProxy is Serve's own and reloads within
         # ~0.1 s, and every `serve.delete` or scale-down would otherwise wait the full 30 s.
