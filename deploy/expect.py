@@ -99,7 +99,7 @@ def _load_ran(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _requests(key: str) -> Callable[[dict[str, Any]], float | None]:
-    return lambda r: float(_load_ran(r)[key])
+    return lambda r: _load_ran(r)[key]
 
 
 def failed_beyond_in_flight(r: dict[str, Any]) -> float:
@@ -113,7 +113,7 @@ def failed_beyond_in_flight(r: dict[str, Any]) -> float:
                 "so no failure can be told apart from one it caused"
             )
         total += f.get("failed_beyond_in_flight", 0)
-    return float(total)
+    return total
 
 
 VALUES: dict[str, Callable[[dict[str, Any]], float | None]] = {
