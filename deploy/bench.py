@@ -16,6 +16,8 @@ import platform
 import resource
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,28 @@ SETTINGS = (  # (scenario, evaluation, boundaries, label)
 # Strategies whose behaviour depends on task boundaries also run task-free (naive as the reference).
 TASK_FREE = ("naive", "ewc", "si", "lwf", "lora")
 START, END = "<!-- olsim bench forgetting: start -->", "<!-- olsim bench forgetting: end -->"
+
+
+@contextmanager
+def torch_threads(n: int = 1) -> Iterator[None]:
+    """Run the block with ``n`` torch threads (a learner or replica runs with one), then restore.
+
+    >>> import torch
+    >>> before = torch.get_num_threads()
+    >>> with torch_threads(1):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _state_bytes(obj: Any) -> int:

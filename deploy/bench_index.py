@@ -51,24 +51,15 @@ def bench_index(
     brute-force search calls (threadpoolctl: numpy's BLAS would otherwise use every core)."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1):
-        return _bench_index(sizes, batches, dim, k, seed)
+    from deploy.bench import torch_threads
+
+    with threadpool_limits(limits=1), torch_threads(1):
+        return _measure(sizes, batches, dim, k, seed)
 
 
-def _bench_index(sizes: list[int], batches: list[int], dim: int, k: int, seed: int) -> list[dict[str, Any]]:
+def _measure(sizes: list[int], batches: list[int], dim: int, k: int, seed: int) -> list[dict[str, Any]]:
     import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _measure(torch, sizes, batches, dim, k, seed)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _measure(
-    torch: Any, sizes: list[int], batches: list[int], dim: int, k: int, seed: int
-) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
     faiss = _faiss()

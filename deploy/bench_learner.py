@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from deploy.bench import torch_threads
 from learner.device import choose_device
 from learner.model import ModelSpec, build_model
 from learner.strategies import STRATEGIES, make_strategy
@@ -119,10 +120,8 @@ def bench_learner(
     strategies: list[str], batches: list[int], seconds: float = 1.0, repeats: int = 3
 ) -> list[dict[str, Any]]:
     """One row per (device, batch size): raw torch and every strategy, medians over ``repeats``."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     rows: list[dict[str, Any]] = []
-    try:
+    with torch_threads(1):
         for device in devices():
             for batch in batches:
                 runs: dict[str, list[float]] = {"raw": [], **{s: [] for s in strategies}}
@@ -144,8 +143,6 @@ def bench_learner(
                     }
                 )
                 log.warning("%s batch %d: raw %.0f samples/s", device.type, batch, med["raw"])
-    finally:
-        torch.set_num_threads(threads)
     return rows
 
 

@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from deploy.bench import write_section
+from deploy.bench import torch_threads, write_section
 from deploy.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -162,10 +161,8 @@ def evaluation_row(n_tasks: int, versions: int, seed: int = 0) -> dict[str, Any]
         for i in range(versions + 1)
     ]
     served = gate.scores(snaps[0])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     score_ms, gate_ms, export_ms, scrape_ms, scrape_bytes = [], [], [], [], 0
-    try:
+    with torch_threads(1):
         for version, snap in enumerate(snaps[1:], start=1):
             t = time.perf_counter()
             ev.record(version, snap, published_at=time.time())
@@ -179,8 +176,6 @@ def evaluation_row(n_tasks: int, versions: int, seed: int = 0) -> dict[str, Any]
             t = time.perf_counter()
             scrape_bytes = len(generate_latest(telemetry.registry))
             scrape_ms.append((time.perf_counter() - t) * 1e3)
-    finally:
-        torch.set_num_threads(threads)
     return {
         "tasks": n_tasks,
         "test_rows": sum(len(t.test) for t in tasks),

@@ -32,7 +32,7 @@ import httpx
 import numpy as np
 import torch
 
-from deploy.bench import write_section
+from deploy.bench import torch_threads, write_section
 from deploy.errors import UserError
 from deploy.net import free_port
 
@@ -112,9 +112,7 @@ def torch_rows_per_s(rows: int, seconds: float = 2.0) -> float:
     """Forward passes of the MLP on ``rows`` rows, one torch thread, for ``seconds``: rows/s."""
     from learner.model import ModelSpec, build_model
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         model = build_model(ModelSpec(), seed=0).eval()
         x = torch.rand(rows, 64)
         n, t0 = 0, time.perf_counter()
@@ -123,8 +121,6 @@ def torch_rows_per_s(rows: int, seconds: float = 2.0) -> float:
                 model(x).argmax(dim=1)
                 n += 1
         return n * rows / (time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _wait_http(url: str, timeout_s: float = 60.0) -> None:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from deploy.errors import UserError
+from deploy.errors import UserError, first_line
 from deploy.ingress import DEFAULT_INGRESS, INGRESS_MODES, IngressError, use_ingress
 from deploy.runner import keep_ray_on_loopback
 from deploy.scenario import ScenarioError, builtin_names, load_scenario
@@ -647,8 +647,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("interrupted", 130)
     except Exception as exc:  # anything else: still one line; -v logs the traceback
         log.info("unexpected error", exc_info=True)
-        text = str(exc).strip()
-        return _fail(f"{type(exc).__name__}: {text.splitlines()[0] if text else repr(exc)}")
+        return _fail(f"{type(exc).__name__}: {first_line(exc)}")
 
 
 def _fail(message: str, code: int = 2) -> int:

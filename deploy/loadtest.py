@@ -39,7 +39,7 @@ import httpx
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from deploy.errors import UserError
+from deploy.errors import UserError, first_line
 from deploy.load import LoadGenerator, summarize_rows
 
 log = logging.getLogger(__name__)
@@ -373,6 +373,5 @@ class _Olsim:
             ray.shutdown()
             self.started_ray = False
         if self.error is not None and not quiet:
-            first = str(self.error).strip().splitlines()[0] if str(self.error).strip() else repr(self.error)
-            raise LoadError(f"olsim run failed: {first}") from self.error
+            raise LoadError(f"olsim run failed: {first_line(self.error)}") from self.error
         return self.report

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from deploy.errors import UserError
+from deploy.errors import UserError, first_line
 from deploy.expect import check
 from deploy.faults import Injector, requests_around
 from deploy.ingress import current_ingress
@@ -202,7 +202,7 @@ def connect_ray(address: str | None, metrics_export_port: int = 0) -> bool:
             **local,
         )
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        first = first_line(exc)
         hint = (
             " (a cluster started with `ray start` uses token auth in Ray 2.60: run with"
             " RAY_AUTH_MODE=token and the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN)"
@@ -398,10 +398,9 @@ class Run:
         if opts.prometheus:
             self._start_prometheus()
         self.stack.start_serve()
+        # a new run starts from scratch; a restarted learner resumes from here
         ckpts = opts.report_dir / "checkpoints"
-        shutil.rmtree(
-            ckpts, ignore_errors=True
-        )  # a new run starts from scratch; a restarted learner from here
+        shutil.rmtree(ckpts, ignore_errors=True)
         self.learner = start_learner_actor(
             s, registry, self.evaluator, ckpts / "learner.npz", self.faults.holds
         )

@@ -35,6 +35,7 @@ from serving.schemas import (
 )
 
 log = logging.getLogger(__name__)
+GOING_AWAY = "olsim is shutting down: this server is going away"
 
 api = FastAPI(title="olsim", description="Predictions from a model that keeps learning.")
 api.add_middleware(BodyLimit)
@@ -102,7 +103,7 @@ class Predictor:
     @api.post("/predict", openapi_extra=openapi_body(PredictRequest))
     async def predict(self, request: Request, response: Response) -> PredictResponse:
         if self.draining:
-            raise self._going_away()
+            raise self._unavailable(GOING_AWAY)
         body = read_body(PredictRequest, await request.body())
         rows = body.inputs
         if len(rows) > self.config.max_rows:
@@ -114,11 +115,7 @@ class Predictor:
                 )
         served = self.follower.served  # read once: this request uses one version throughout
         if served is None:
-            raise HTTPException(
-                503,
-                "no model version has been published yet",
-                headers={"Retry-After": f"{self.config.retry_after_s:g}"},
-            )
+            raise self._unavailable("no model version has been published yet")
         try:
             with torch.inference_mode():
                 pred = served.model(as_tensor(rows), task=body.task).argmax(dim=1)
@@ -132,17 +129,14 @@ class Predictor:
         /predict and /healthz answer 503 with Retry-After, until the port closes."""
         self.draining = True
 
-    def _going_away(self) -> HTTPException:
-        return HTTPException(
-            503,
-            "olsim is shutting down: this server is going away",
-            headers={"Retry-After": f"{self.config.retry_after_s:g}"},
-        )
+    def _unavailable(self, detail: str) -> HTTPException:
+        """A 503 with Retry-After (``serving.retry_after_s``), as every 503 olsim sends."""
+        return HTTPException(503, detail, headers={"Retry-After": f"{self.config.retry_after_s:g}"})
 
     @api.get("/healthz")
     async def healthz(self) -> HealthResponse:
         if self.draining:
-            raise self._going_away()
+            raise self._unavailable(GOING_AWAY)
         served = self.follower.served
         return HealthResponse(status="ok", model_version=None if served is None else served.version)
 
