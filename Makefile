@@ -41,7 +41,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy stream learner serving deploy tests conftest.py
+	$(BIN)/mypy olsim tests conftest.py
 
 unit: setup system
 	$(BIN)/pytest -q -m "not integration"

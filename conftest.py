@@ -2,8 +2,8 @@
 cluster for the whole session, used only by tests under tests/integration/ (never run those under
 pytest-xdist).
 
-This file sits at the repository root on purpose: a conftest.py inside tests/ would put tests/ on
-sys.path, where tests/deploy, tests/learner, ... shadow the real packages of the same names.
+This file sits at the repository root, which pytest then puts on sys.path: ``olsim`` (links to the
+four package folders) imports from this checkout.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ import numpy as np
 import pytest
 import torch
 
-from deploy.ingress import DEFAULT_INGRESS, use_ingress
-from deploy.net import free_port
-from deploy.runner import keep_ray_on_loopback
-from learner.model import ModelSpec, build_model
-from learner.snapshot import Snapshot
-from stream.tasks import Task, build_tasks
+from olsim.deploy.net import free_port
+from olsim.deploy.run.cluster import keep_ray_on_loopback
+from olsim.deploy.run.ingress import DEFAULT_INGRESS, use_ingress
+from olsim.learner.model import ModelSpec, build_model
+from olsim.learner.snapshot import Snapshot
+from olsim.stream.tasks import Task, build_tasks
 
 # Locust patches the standard library with gevent when imported: never inside the test process
 # (olsim load runs it as a subprocess); --doctest-modules would otherwise import the locustfile.
-collect_ignore = ["deploy/locustfile.py"]
+collect_ignore = ["olsim/deploy/load/locustfile.py"]
 
 keep_ray_on_loopback()  # the session's Ray binds to loopback like `olsim run`'s (before ray is imported)
 use_ingress(DEFAULT_INGRESS)  # and serves HTTP the way `olsim run` does by default
@@ -52,7 +52,7 @@ def ray_cluster() -> Iterator[None]:
     import ray
     from ray import serve
 
-    from deploy.runner import NAMESPACE
+    from olsim.deploy.run.cluster import NAMESPACE
 
     ray.init(
         num_cpus=2,
@@ -71,7 +71,8 @@ def ray_cluster() -> Iterator[None]:
 @contextmanager
 def deployed(scenario: Any, first: Snapshot, **stack: Any) -> Iterator[Any]:
     """A ServingStack (registry + Serve app, no learner) serving ``first`` as version 1, torn down after."""
-    from deploy.runner import ServingStack, get, wait_until
+    from olsim.deploy.run.cluster import get, wait_until
+    from olsim.deploy.run.stack import ServingStack
 
     st = ServingStack(scenario, **stack)
     registry = st.start_registry()

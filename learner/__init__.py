@@ -1,1 +1,1 @@
-"""The learner: model, strategies and trainer (pure torch), evaluator metrics, and the Ray actors."""
+"""The learner: model, strategies and trainer (pure torch), metrics, gate; ``actors/`` runs them in Ray."""

@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from learner.device import Device
-from learner.drift import DriftConfig
-from learner.model import ModelSpec
-from learner.strategies.config import NaiveConfig, StrategyConfig
-from learner.trainer import OptimizerConfig
+from olsim.learner.device import Device
+from olsim.learner.drift import DriftConfig
+from olsim.learner.model import ModelSpec
+from olsim.learner.strategies.config import NaiveConfig, StrategyConfig
+from olsim.learner.trainer import OptimizerConfig
 
 
 class LearnerConfig(BaseModel):

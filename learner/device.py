@@ -17,7 +17,7 @@ from typing import Literal
 
 import torch
 
-from learner.model import ModelSpec, build_model
+from olsim.learner.model import ModelSpec, build_model
 
 Device = Literal["auto", "cpu", "cuda"]
 AUTO_CUDA_MIN_WORK = 15_000_000  # batch size x trainable parameters per step

@@ -1,6 +1,6 @@
 """Held-out evaluation of published versions: per-task accuracy, the accuracy matrix, transfer metrics.
 
-Pure Python/torch; :mod:`learner.evaluator_actor` runs it inside Ray next to the Prometheus endpoint.
+Pure Python/torch; :mod:`olsim.learner.actors.evaluator` runs it inside Ray next to the Prometheus endpoint.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from learner.metrics import accuracy, backward_transfer, summarize
-from learner.snapshot import Snapshot
-from stream.tasks import Task
+from olsim.learner.metrics import accuracy, backward_transfer, summarize
+from olsim.learner.snapshot import Snapshot
+from olsim.stream.tasks import Task
 
 
 @dataclass
@@ -44,8 +44,8 @@ class Evaluator:
     Row ``s`` of the matrix is the evaluation of the version published when segment ``s`` ended
     (``segments[s]`` is its task; by default every task once, in order, so row ``i`` is task ``i``).
 
-    >>> from learner.model import ModelSpec, build_model
-    >>> from stream.tasks import build_tasks
+    >>> from olsim.learner.model import ModelSpec, build_model
+    >>> from olsim.stream.tasks import build_tasks
     >>> ev = Evaluator(build_tasks("split-digits", n_tasks=2, seed=0))
     >>> snap = Snapshot.from_model(build_model(ModelSpec(), seed=0), task=0, task_end=True, step=1)
     >>> r = ev.record(1, snap, published_at=0.0); len(r.accuracies), len(ev.matrix())
@@ -166,7 +166,7 @@ class Evaluator:
         return [max(0.0, b - a) for b, a in zip(best, now.seen, strict=True)]
 
     def backward_transfer_now(self, version: int) -> float | None:
-        """BWT of ``version``: :func:`learner.metrics.backward_transfer` on the rows of the segments
+        """BWT of ``version``: :func:`olsim.learner.metrics.backward_transfer` on the rows of the segments
         ended before its own, with its scores as the last row (one definition for the gauge and the
         report). None while undefined (no earlier task, or an earlier row still missing)."""
         now = self.results[version]

@@ -18,10 +18,10 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from learner.metrics import accuracy, old_tasks
-from learner.model import ModelSpec, build_model
-from learner.snapshot import Snapshot, SnapshotError
-from stream.tasks import Split, Task
+from olsim.learner.metrics import accuracy, old_tasks
+from olsim.learner.model import ModelSpec, build_model
+from olsim.learner.snapshot import Snapshot, SnapshotError
+from olsim.stream.tasks import Split, Task
 
 ACCEPT_REASONS = ("passed", "gate_off")
 REJECT_REASONS = ("checksum", "shape_mismatch", "non_finite", "forgetting_budget", "paused")
@@ -71,7 +71,7 @@ class Decision:
 class Gate:
     """Decides whether a candidate may replace the served version.
 
-    >>> from stream.tasks import build_tasks
+    >>> from olsim.stream.tasks import build_tasks
     >>> spec = ModelSpec()
     >>> gate = Gate(build_tasks("split-digits", n_tasks=2, seed=0), spec, GateConfig())
     >>> snap = Snapshot.from_model(build_model(spec, seed=0), task=0)

@@ -1,6 +1,6 @@
 """The learner loop without Ray: consume a stream, train, hand snapshots to ``publish``.
 
-:class:`learner.actor.LearnerActor` runs it in a thread and publishes to the registry; the
+:class:`olsim.learner.actors.learner.LearnerActor` runs it in a thread and publishes to the registry; the
 in-process benchmark runs the very same loop and publishes to a local evaluator, so the two
 produce identical models for the same scenario and seed.
 """
@@ -18,17 +18,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from learner.config import LearnerConfig
-from learner.device import choose_device
-from learner.drift import PageHinkley
-from learner.model import build_model
-from learner.snapshot import Snapshot
-from learner.strategies import make_strategy
-from learner.trainer import Trainer
-from stream.events import Batch
-from stream.ingest import DeadLetter
-from stream.spec import Source
-from stream.tasks import Task
+from olsim.learner.config import LearnerConfig
+from olsim.learner.device import choose_device
+from olsim.learner.drift import PageHinkley
+from olsim.learner.model import build_model
+from olsim.learner.snapshot import Snapshot
+from olsim.learner.strategies import make_strategy
+from olsim.learner.trainer import Trainer
+from olsim.stream.events import Batch
+from olsim.stream.ingest import DeadLetter
+from olsim.stream.spec import Source
+from olsim.stream.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ Publish = Callable[[Snapshot], int | None]  # the version number, or None when t
 class LearnerLoop:
     """Prequential test-then-train over a task stream; publishes every N steps and at each task end.
 
-    >>> from stream.spec import StreamSpec
+    >>> from olsim.stream.spec import StreamSpec
     >>> spec = StreamSpec(tasks="split-digits", n_tasks=2, epochs=1, rate=None)
     >>> published = []
     >>> loop = LearnerLoop(spec.build(seed=0), LearnerConfig(publish_every=5), seed=0,

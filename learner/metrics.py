@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stream.tasks import Split
+from olsim.stream.tasks import Split
 
 Matrix = Sequence[Sequence[float]]
 

@@ -19,7 +19,7 @@ ROUTE_PROTOS, ROUTE_TASKS = "route.protos", "route.tasks"
 class ServedModel(nn.Module):
     """Network + exported strategy state, in eval mode.
 
-    >>> from learner.model import ModelSpec, build_model
+    >>> from olsim.learner.model import ModelSpec, build_model
     >>> net = build_model(ModelSpec(in_features=2, hidden=4, n_classes=3), seed=0)
     >>> mem = {KNN_X: torch.tensor([[0.0, 1.0], [1.0, 0.0]]), KNN_Y: torch.tensor([2, 1]),
     ...        KNN_K: torch.tensor([1])}

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from learner.model import ModelSpec, build_model
-from learner.served import ServedModel
+from olsim.learner.model import ModelSpec, build_model
+from olsim.learner.served import ServedModel
 
 
 class SnapshotError(ValueError):
@@ -38,7 +38,7 @@ def checksum(tensors: dict[str, np.ndarray]) -> str:
 class Snapshot:
     """Exported weights of one model state.
 
-    >>> from learner.model import ModelSpec, build_model
+    >>> from olsim.learner.model import ModelSpec, build_model
     >>> spec = ModelSpec(in_features=4, hidden=8, n_classes=3)
     >>> snap = Snapshot.from_model(build_model(spec, seed=0), task=0, step=5)
     >>> twin = build_model(spec, seed=1); snap.load_into(twin)
@@ -73,7 +73,7 @@ class Snapshot:
         return hashlib.sha256(f"{self.checksum}|{meta}".encode()).hexdigest()
 
     def to_state(self) -> dict[str, Any]:
-        """Plain arrays, numbers and strings (for :mod:`learner.checkpoint`; nothing pickled)."""
+        """Plain arrays, numbers and strings (for :mod:`olsim.learner.checkpoint`; nothing pickled)."""
         return {
             "spec": self.spec.model_dump(),
             "tensors": self.tensors,

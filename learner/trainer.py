@@ -10,7 +10,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from learner.strategies.base import Strategy
+from olsim.learner.strategies.base import Strategy
 
 
 class OptimizerConfig(BaseModel):
@@ -29,8 +29,8 @@ class StepResult:
 class Trainer:
     """Runs one strategy's hooks around plain SGD/Adam steps.
 
-    >>> from learner.model import ModelSpec, build_model
-    >>> from learner.strategies import NaiveConfig, make_strategy
+    >>> from olsim.learner.model import ModelSpec, build_model
+    >>> from olsim.learner.strategies import NaiveConfig, make_strategy
     >>> spec = ModelSpec(in_features=4, hidden=8, n_classes=2)
     >>> t = Trainer(build_model(spec, seed=0), make_strategy(NaiveConfig(), n_features=4))
     >>> x, y = torch.eye(4)[:2], torch.tensor([0, 1])

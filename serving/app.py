@@ -16,12 +16,12 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.config import BackpressureConfig
 
-from learner.model import ModelSpec
-from serving.auth import AdminAuth, check_token
-from serving.config import ServeConfig
-from serving.follower import WeightFollower
-from serving.limits import BodyLimit
-from serving.schemas import (
+from olsim.learner.model import ModelSpec
+from olsim.serving.auth import AdminAuth, check_token
+from olsim.serving.config import ServeConfig
+from olsim.serving.follower import WeightFollower
+from olsim.serving.limits import BodyLimit
+from olsim.serving.schemas import (
     HealthResponse,
     PauseResponse,
     PredictRequest,
@@ -220,7 +220,7 @@ class AppArgs(BaseModel):
 
 
 def app_builder(args: AppArgs) -> Application:
-    """Typed application builder for Serve's config files (``import_path: serving.app:app_builder``)."""
+    """Typed application builder for Serve's config files (``import_path: olsim.serving.app:app_builder``)."""
     token = os.environ.get(args.admin_token_env) or None
     if token is not None:
         check_token(token, f"${args.admin_token_env}")

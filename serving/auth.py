@@ -23,7 +23,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from serving.limits import refuse
+from olsim.serving.limits import refuse
 
 PREFIX = "/admin/"
 MIN_TOKEN_LENGTH = 16

@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from serving.registry import Current
+from olsim.serving.registry import Current
 
 log = logging.getLogger(__name__)
 

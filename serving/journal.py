@@ -25,8 +25,8 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from learner import checkpoint
-from learner.snapshot import Snapshot
+from olsim.learner import checkpoint
+from olsim.learner.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 

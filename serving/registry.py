@@ -1,11 +1,11 @@
 """The weight registry: numbered versions behind a promotion gate, the served pointer, rollback,
 long-poll subscribe and per-replica swap records.
 
-Plain asyncio; deploy runs :class:`RegistryActor` as a named Ray actor. Long-polling replaces
+Plain asyncio; deploy runs it as a named Ray actor (:mod:`olsim.deploy.run.actors`). Long-polling replaces
 Serve's ``reconfigure``: a replica asks "has the served version changed since generation g?" and
 the call returns the moment it does (or after ``timeout`` with None).
 
-With a ``store`` directory the registry is durable (:mod:`serving.journal`): constructed again
+With a ``store`` directory the registry is durable (:mod:`olsim.serving.journal`): constructed again
 over the same directory, as Ray does when it restarts the actor, it comes back with its versions,
 served pointer, generation, gate decisions and acknowledgements, and a publication retried across
 the restart (same :attr:`Snapshot.key`) gets its first answer instead of a second version.
@@ -26,12 +26,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from learner.gate import Decision, Gate, GateConfig
-from learner.model import ModelSpec
-from learner.priority import lower_thread_priority
-from learner.snapshot import Snapshot, SnapshotError
-from serving.journal import Journal
-from stream.spec import StreamSpec
+from olsim.learner.gate import Decision, Gate
+from olsim.learner.priority import lower_thread_priority
+from olsim.learner.snapshot import Snapshot, SnapshotError
+from olsim.serving.journal import Journal
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +109,7 @@ class Swap:
 class Registry:
     """Versions in accept order plus the served pointer.
 
-    >>> from learner.model import ModelSpec, build_model
+    >>> from olsim.learner.model import ModelSpec, build_model
     >>> reg = Registry()
     >>> snap = Snapshot.from_model(build_model(ModelSpec(), seed=0))
     >>> asyncio.run(reg.publish(snap)).version, asyncio.run(reg.wait_newer(0, timeout=0.01)).version.number
@@ -414,26 +412,3 @@ class Registry:
             {"version": v.number, "published_at": v.published_at, **v.snapshot.meta}
             for v in sorted(self._versions.values(), key=lambda v: v.number)
         ]
-
-
-class RegistryActor(Registry):
-    """The registry as deploy runs it (``ray.remote(RegistryActor)``): one torch thread for the gate."""
-
-    def __init__(self, keep: int = 1000, gate: GateSource | None = None, store: str | None = None) -> None:
-        import torch
-
-        torch.set_num_threads(1)
-        built = None if gate is None else Gate(gate.stream.build_tasks(gate.seed), gate.model, gate.config)
-        super().__init__(keep, built, None if store is None else Path(store))
-
-
-@dataclass(frozen=True)
-class GateSource:
-    """What the registry actor builds its gate from: small configs travel to Ray inline (a built
-    gate holds the held-out data, which Ray would keep in its object store and warn that a restart
-    depends on it), and a restarted actor rebuilds the same gate from the same seed."""
-
-    stream: StreamSpec
-    seed: int
-    model: ModelSpec
-    config: GateConfig

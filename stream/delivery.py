@@ -1,15 +1,15 @@
 """A task stream delivered the way a broker would under chaos: records on a wire, validated at ingest.
 
-:class:`Delivery` turns a clean :class:`~stream.events.TaskStream` and a chaos timeline into a
+:class:`Delivery` turns a clean :class:`~olsim.stream.events.TaskStream` and a chaos timeline into a
 deterministic sequence of *slots* (one record each: a clean event, a redelivered one, one with a
 flipped label, or a malformed record), with a due time per record (bursts compress it, stalls
-insert a gap). ``batches()`` serves the same :class:`~stream.events.Batch` interface as the clean
-stream, so the learner is unchanged: records are validated by :class:`~stream.ingest.Ingest`,
+insert a gap). ``batches()`` serves the same :class:`~olsim.stream.events.Batch` interface as the clean
+stream, so the learner is unchanged: records are validated by :class:`~olsim.stream.ingest.Ingest`,
 broken ones become dead letters (counted by reason, kept), and the rest are batched per task.
 Duplicates are *delivered*; skipping them is the learner's job (its event-id ledger).
 
->>> from stream.tasks import build_tasks
->>> from stream.chaos import Duplicates, Malformed
+>>> from olsim.stream.tasks import build_tasks
+>>> from olsim.stream.chaos import Duplicates, Malformed
 >>> clean = TaskStream(build_tasks("split-digits", n_tasks=1, seed=0), seed=0, rate=100.0)
 >>> d = Delivery(clean, [Duplicates(at=0, events=10, fraction=1.0), Malformed(at=5, count=3)], seed=0)
 >>> len(clean), len(d)   # 10 redeliveries, 3 broken records
@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from stream.chaos import Burst, Chaos, Duplicates, LabelNoise, Malformed, Poison, Reorder, Stall
-from stream.events import Batch, Event, TaskStream
-from stream.ingest import DeadLetter, Ingest
-from stream.tasks import Task
+from olsim.stream.chaos import Burst, Chaos, Duplicates, LabelNoise, Malformed, Poison, Reorder, Stall
+from olsim.stream.events import Batch, Event, TaskStream
+from olsim.stream.ingest import DeadLetter, Ingest
+from olsim.stream.tasks import Task
 
 MAX_DEAD_LETTERS_KEPT = 1000  # the first ones, with their reason; counts cover all
 

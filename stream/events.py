@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stream.tasks import Task
+from olsim.stream.tasks import Task
 
 if TYPE_CHECKING:
-    from stream.ingest import DeadLetter
+    from olsim.stream.ingest import DeadLetter
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class TaskStream:
     Any offset can be replayed without generating what came before it, so a learner that
     restarts from a checkpointed offset sees exactly the events it had not consumed.
 
-    >>> from stream.tasks import build_tasks
+    >>> from olsim.stream.tasks import build_tasks
     >>> s = TaskStream(build_tasks("split-digits", n_tasks=2, seed=0), epochs=2, seed=0, rate=100.0)
     >>> len(s), s.segment_bounds()
     (862, [(0, 436), (436, 862)])

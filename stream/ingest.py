@@ -1,4 +1,4 @@
-"""The stream's edge: a raw record either becomes an :class:`~stream.events.Event` or a dead letter.
+"""The stream's edge: a raw record either becomes an :class:`~olsim.stream.events.Event` or a dead letter.
 
 Nothing that arrives is trusted: wrong shapes, NaN/inf, missing or extra fields, wrong types and
 out-of-range labels are refused with a reason, counted, and kept (never a crash, never a silent drop).
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
 
-from stream.events import Event
+from olsim.stream.events import Event
 
 DEAD_LETTER_REASONS = (
     "missing_field",

@@ -8,10 +8,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from stream.chaos import Burst, Chaos, Stall
-from stream.delivery import Delivery
-from stream.events import TaskStream
-from stream.tasks import Task, TaskKind, build_tasks
+from olsim.stream.chaos import Burst, Chaos, Stall
+from olsim.stream.delivery import Delivery
+from olsim.stream.events import TaskStream
+from olsim.stream.tasks import Task, TaskKind, build_tasks
 
 Source = TaskStream | Delivery  # what a learner consumes: the clean stream, or it delivered under chaos
 

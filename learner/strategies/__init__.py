@@ -1,7 +1,7 @@
-"""Continual-learning strategies: one module each, one registry (:mod:`learner.strategies.registry`)."""
+"""Continual-learning strategies: one module each, one registry (:mod:`olsim.learner.strategies.registry`)."""
 
-from learner.strategies.base import Strategy
-from learner.strategies.config import NaiveConfig, ReplayConfig, StrategyConfig
-from learner.strategies.registry import STRATEGIES, make_strategy
+from olsim.learner.strategies.base import Strategy
+from olsim.learner.strategies.config import NaiveConfig, ReplayConfig, StrategyConfig
+from olsim.learner.strategies.registry import STRATEGIES, make_strategy
 
 __all__ = ["STRATEGIES", "NaiveConfig", "ReplayConfig", "Strategy", "StrategyConfig", "make_strategy"]

@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from learner.model import ModelSpec
+from olsim.learner.model import ModelSpec
 
 
 class Strategy:

@@ -82,7 +82,7 @@ class KnnConfig(_Config):
 class LoraConfig(_Config):
     """Parameter isolation: frozen base after the first task, per-task low-rank adapters, task routing.
 
-    The adapter count and rank live on the model spec (``learner.model.adapters``/``lora_rank``);
+    The adapter count and rank live on the model spec (``olsim.learner.model.adapters``/``lora_rank``);
     choosing ``lora`` sets ``adapters`` to the scenario's task count when it is 0.
     """
 

@@ -7,9 +7,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from learner.buffer import ReservoirBuffer
-from learner.strategies.base import Strategy
-from learner.strategies.config import DerConfig
+from olsim.learner.buffer import ReservoirBuffer
+from olsim.learner.strategies.base import Strategy
+from olsim.learner.strategies.config import DerConfig
 
 
 class Der(Strategy):

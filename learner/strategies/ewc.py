@@ -7,9 +7,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from learner.buffer import ReservoirBuffer
-from learner.strategies.base import Strategy, detached_params, quadratic_anchor
-from learner.strategies.config import EwcConfig
+from olsim.learner.buffer import ReservoirBuffer
+from olsim.learner.strategies.base import Strategy, detached_params, quadratic_anchor
+from olsim.learner.strategies.config import EwcConfig
 
 
 class Ewc(Strategy):

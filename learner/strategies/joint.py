@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from learner.buffer import UnboundedMemory
-from learner.strategies.config import JointConfig
-from learner.strategies.replay import Rehearsal
+from olsim.learner.buffer import UnboundedMemory
+from olsim.learner.strategies.config import JointConfig
+from olsim.learner.strategies.replay import Rehearsal
 
 
 class Joint(Rehearsal):

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from learner.buffer import ClassBalancedBuffer
-from learner.served import KNN_EMBED, KNN_K, KNN_X, KNN_Y
-from learner.strategies.base import Strategy
-from learner.strategies.config import KnnConfig
+from olsim.learner.buffer import ClassBalancedBuffer
+from olsim.learner.served import KNN_EMBED, KNN_K, KNN_X, KNN_Y
+from olsim.learner.strategies.base import Strategy
+from olsim.learner.strategies.config import KnnConfig
 
 
 class Knn(Strategy):

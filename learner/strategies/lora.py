@@ -15,16 +15,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from learner.model import ModelSpec
-from learner.served import ROUTE_PROTOS, ROUTE_TASKS
-from learner.strategies.base import Strategy
-from learner.strategies.config import LoraConfig
+from olsim.learner.model import ModelSpec
+from olsim.learner.served import ROUTE_PROTOS, ROUTE_TASKS
+from olsim.learner.strategies.base import Strategy
+from olsim.learner.strategies.config import LoraConfig
 
 
 class Lora(Strategy):
     """Needs a model built with ``adapters >= number of tasks`` (scenarios set it for ``lora``).
 
-    >>> from learner.model import ModelSpec, build_model
+    >>> from olsim.learner.model import ModelSpec, build_model
     >>> m = build_model(ModelSpec(in_features=2, hidden=4, n_classes=3, adapters=2), seed=0)
     >>> s = Lora(LoraConfig(), n_features=2)
     >>> s.after_step(torch.eye(2), torch.tensor([0, 1]), m); s.on_task_end(0, m)

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from learner.strategies.base import Strategy
-from learner.strategies.config import LwfConfig
+from olsim.learner.strategies.base import Strategy
+from olsim.learner.strategies.config import LwfConfig
 
 
 class Lwf(Strategy):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from learner.strategies.base import Strategy
+from olsim.learner.strategies.base import Strategy
 
 
 class Naive(Strategy):
     """Trains on the stream batch alone.
 
-    >>> from learner.strategies.config import NaiveConfig
+    >>> from olsim.learner.strategies.config import NaiveConfig
     >>> Naive(NaiveConfig(), n_features=64).state_dict()
     {}
     """

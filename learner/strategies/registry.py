@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from learner.strategies.base import Strategy
-from learner.strategies.config import (
+from olsim.learner.strategies.base import Strategy
+from olsim.learner.strategies.config import (
     DerConfig,
     EwcConfig,
     JointConfig,
@@ -16,15 +16,15 @@ from learner.strategies.config import (
     ReplayConfig,
     SiConfig,
 )
-from learner.strategies.der import Der
-from learner.strategies.ewc import Ewc
-from learner.strategies.joint import Joint
-from learner.strategies.knn import Knn
-from learner.strategies.lora import Lora
-from learner.strategies.lwf import Lwf
-from learner.strategies.naive import Naive
-from learner.strategies.replay import Replay
-from learner.strategies.si import Si
+from olsim.learner.strategies.der import Der
+from olsim.learner.strategies.ewc import Ewc
+from olsim.learner.strategies.joint import Joint
+from olsim.learner.strategies.knn import Knn
+from olsim.learner.strategies.lora import Lora
+from olsim.learner.strategies.lwf import Lwf
+from olsim.learner.strategies.naive import Naive
+from olsim.learner.strategies.replay import Replay
+from olsim.learner.strategies.si import Si
 
 STRATEGIES: dict[str, tuple[type[BaseModel], type[Strategy]]] = {
     "naive": (NaiveConfig, Naive),

@@ -12,9 +12,9 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from learner.buffer import ClassBalancedBuffer, ReservoirBuffer
-from learner.strategies.base import Strategy
-from learner.strategies.config import ReplayConfig
+from olsim.learner.buffer import ClassBalancedBuffer, ReservoirBuffer
+from olsim.learner.strategies.base import Strategy
+from olsim.learner.strategies.config import ReplayConfig
 
 
 class Memory(Protocol):

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from learner.strategies.base import Strategy, detached_params, quadratic_anchor
-from learner.strategies.config import SiConfig
+from olsim.learner.strategies.base import Strategy, detached_params, quadratic_anchor
+from olsim.learner.strategies.config import SiConfig
 
 
 class Si(Strategy):

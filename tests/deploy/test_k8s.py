@@ -19,8 +19,8 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from deploy.scenario import load_scenario
-from deploy.serve_app import LearningAppArgs
+from olsim.deploy.scenario.spec import load_scenario
+from olsim.deploy.serve_config import LearningAppArgs
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 KUBERNETES = "1.33"
@@ -83,7 +83,7 @@ def test_embedded_serve_config_is_valid_and_placed_on_offered_resources(service:
     config = ServeDeploySchema.model_validate(yaml.safe_load(service["spec"]["serveConfigV2"]))
     assert config.http_options.host == "0.0.0.0"  # reachable through KubeRay's serve Service
     (app,) = config.applications
-    assert app.import_path == "deploy.serve_app:build"
+    assert app.import_path == "olsim.deploy.serve_config:build"
     args = LearningAppArgs.model_validate(app.args)
     assert args.placement is not None
     scenario = args.load()

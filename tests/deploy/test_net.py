@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
-from deploy.net import port_free
+from olsim.deploy.net import port_free
 
 
 def _time_wait_on_a_server_port() -> int:

@@ -25,9 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deploy.ingress import DEFAULT_INGRESS, use_ingress
-from deploy.net import free_port
-from deploy.runner import RunOptions, keep_ray_on_loopback
+from olsim.deploy.net import free_port
+from olsim.deploy.run.cluster import keep_ray_on_loopback
+from olsim.deploy.run.ingress import DEFAULT_INGRESS, use_ingress
+from olsim.deploy.run.options import RunOptions
 
 log = logging.getLogger("multinode")
 
@@ -58,8 +59,8 @@ def main(out: Path) -> int:
     keep_ray_on_loopback()
     from ray.cluster_utils import Cluster
 
-    from deploy.runner import run
-    from deploy.scenario import load_scenario
+    from olsim.deploy.run.driver import run
+    from olsim.deploy.scenario.spec import load_scenario
 
     t0 = time.monotonic()
     cluster = Cluster(

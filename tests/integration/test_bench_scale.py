@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy.bench_scale import END, START, evaluation_scale, render, serving_scale
-from deploy.scenario import load_scenario
+from olsim.deploy.bench.scale import END, START, evaluation_scale, render, serving_scale
+from olsim.deploy.scenario.spec import load_scenario
 
 
 def test_serving_rows_measure_throughput_and_every_swap(ray_cluster: None, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy.bench_serve import END, START, bare_uvicorn, bench_serve, overload, render, render_overload
+from olsim.deploy.bench.serve import END, START, bare_uvicorn, bench_serve, overload, render, render_overload
 
 
 def test_bench_serve_compares_like_with_like_in_every_cell(tmp_path: Path) -> None:

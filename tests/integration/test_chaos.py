@@ -13,12 +13,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy.bench_reliability import chaos_scenarios
-from deploy.expect import served_old_task_drops
-from deploy.runner import RunOptions, run
-from deploy.scenario import builtin_names, load_scenario
-from learner.metrics import accuracy, forward_transfer
-from learner.model import build_model
+from olsim.deploy.bench.reliability import chaos_scenarios
+from olsim.deploy.run.driver import run
+from olsim.deploy.run.options import RunOptions
+from olsim.deploy.scenario.expect import served_old_task_drops
+from olsim.deploy.scenario.spec import builtin_names, load_scenario
+from olsim.learner.metrics import accuracy, forward_transfer
+from olsim.learner.model import build_model
 
 CHAOS = chaos_scenarios()
 RUNS = builtin_names()  # every scenario olsim ships

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from deploy.net import free_port
+from olsim.deploy.net import free_port
 
 
 class Client(threading.Thread):
@@ -39,7 +39,7 @@ class Client(threading.Thread):
 
 def _olsim(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "deploy.cli", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "olsim.deploy.cli", *args], capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -15,9 +15,10 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 
 from conftest import deployed
-from deploy.runner import ServingStack, get
-from deploy.scenario import Scenario, load_scenario
-from learner.snapshot import Snapshot
+from olsim.deploy.run.cluster import get
+from olsim.deploy.run.stack import ServingStack
+from olsim.deploy.scenario.spec import Scenario, load_scenario
+from olsim.learner.snapshot import Snapshot
 
 TOKEN = "fuzz-admin-token-0123456789"
 PREFIX = "/fuzz"

@@ -19,11 +19,12 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import deployed
-from deploy.load import LoadGenerator
-from deploy.runner import NAMESPACE, ServingStack, get, wait_until
-from deploy.scenario import Scenario, load_scenario
-from learner.model import ModelSpec, build_model
-from learner.snapshot import Snapshot
+from olsim.deploy.load.generator import LoadGenerator
+from olsim.deploy.run.cluster import NAMESPACE, get, wait_until
+from olsim.deploy.run.stack import ServingStack
+from olsim.deploy.scenario.spec import Scenario, load_scenario
+from olsim.learner.model import ModelSpec, build_model
+from olsim.learner.snapshot import Snapshot
 
 TOKEN = "test-admin-token-0123456789"
 PREFIX = "/gated"
@@ -196,8 +197,8 @@ def test_evaluator_rolls_back_when_served_accuracy_falls_below_the_floor(
 ) -> None:
     import ray
 
-    from learner.evaluator_actor import EvaluatorActor
-    from serving.registry import RegistryActor
+    from olsim.deploy.run.actors import RegistryActor
+    from olsim.learner.actors.evaluator import EvaluatorActor
 
     s = _scenario()
     registry: Any = ray.remote(RegistryActor).options(namespace=NAMESPACE, max_concurrency=100).remote()

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deploy.runner import get, start_evaluator_actor, start_learner_actor, start_registry_actor
-from deploy.scenario import Scenario, load_scenario
+from olsim.deploy.run.actors import start_evaluator_actor, start_learner_actor, start_registry_actor
+from olsim.deploy.run.cluster import get
+from olsim.deploy.scenario.spec import Scenario, load_scenario
 
 
 def _scenario() -> Scenario:

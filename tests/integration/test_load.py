@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.loadtest import LoadOptions, load
+from olsim.deploy.load.session import LoadOptions, load
 
 
 def _check_common(report: dict, out: Path) -> None:

@@ -16,10 +16,11 @@ import httpx
 import pytest
 
 from conftest import PageCheck, free_port
-from deploy.dashboards import DASHBOARDS
-from deploy.promserver import PrometheusAPI, PrometheusError, shipped
-from deploy.runner import RunOptions, run
-from deploy.scenario import load_scenario
+from olsim.deploy.observability.dashboards import DASHBOARDS
+from olsim.deploy.observability.prometheus_server import PrometheusAPI, PrometheusError, shipped
+from olsim.deploy.run.driver import run
+from olsim.deploy.run.options import RunOptions
+from olsim.deploy.scenario.spec import load_scenario
 
 SCRAPE_S = 2.0  # Ray's endpoint is large: a 1 s scrape can time out on a busy 2-core machine
 # What Grafana substitutes for $__rate_interval: here the run is short, so one minute covers it.

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from conftest import deployed
-from deploy.bench_serve import hey
-from deploy.scenario import Scenario, load_scenario
-from learner.snapshot import Snapshot
+from olsim.deploy.bench.serve import hey
+from olsim.deploy.scenario.spec import Scenario, load_scenario
+from olsim.learner.snapshot import Snapshot
 
 
 def _scenario(**serving: Any) -> Scenario:

@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from deploy.faults import _process_gone_at, _whereabouts
-from learner.model import ModelSpec, build_model
-from learner.snapshot import Snapshot
-from serving.config import ServeConfig
-from serving.registry import Registry
+from olsim.deploy.scenario.faults import _process_gone_at, _whereabouts
+from olsim.learner.model import ModelSpec, build_model
+from olsim.learner.snapshot import Snapshot
+from olsim.serving.config import ServeConfig
+from olsim.serving.registry import Registry
 
 APP = "olsim-restart"
 URL = "http://127.0.0.1:8000/restart/predict"
@@ -25,8 +25,8 @@ def app_with_three_versions(ray_cluster: None) -> Iterator[Any]:
     import ray
     from ray import serve
 
-    from deploy.runner import NAMESPACE
-    from serving.app import build_app
+    from olsim.deploy.run.cluster import NAMESPACE
+    from olsim.serving.app import build_app
 
     name = f"registry-{uuid.uuid4().hex[:6]}"
     registry: Any = ray.remote(Registry).options(name=name, namespace=NAMESPACE, max_concurrency=100).remote()

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.runner import RunError, RunOptions, run
-from deploy.scenario import load_scenario
+from olsim.deploy.run.driver import run
+from olsim.deploy.run.options import RunError, RunOptions
+from olsim.deploy.scenario.spec import load_scenario
 
 
 def test_metrics_port_in_use_is_a_clear_error(ray_cluster: None, tmp_path: Path) -> None:

@@ -13,10 +13,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy.bench import run_one
-from deploy.runner import RunOptions, run
-from deploy.scenario import load_scenario
-from learner.strategies import STRATEGIES
+from olsim.deploy.bench.forgetting import run_one
+from olsim.deploy.run.driver import run
+from olsim.deploy.run.options import RunOptions
+from olsim.deploy.scenario.spec import load_scenario
+from olsim.learner.strategies import STRATEGIES
 
 
 def _short(strategy: str) -> Any:

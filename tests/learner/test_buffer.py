@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from learner.buffer import ClassBalancedBuffer, ReservoirBuffer
+from olsim.learner.buffer import ClassBalancedBuffer, ReservoirBuffer
 
 
 def test_reservoir_is_bounded_and_roughly_uniform() -> None:

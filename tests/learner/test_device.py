@@ -7,13 +7,13 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from learner.config import LearnerConfig
-from learner.device import AUTO_CUDA_MIN_WORK, DeviceError, choose_device, parameters
-from learner.loop import LearnerLoop
-from learner.model import ModelSpec
-from learner.snapshot import Snapshot
-from stream.spec import StreamSpec
-from stream.tasks import build_tasks
+from olsim.learner.config import LearnerConfig
+from olsim.learner.device import AUTO_CUDA_MIN_WORK, DeviceError, choose_device, parameters
+from olsim.learner.loop import LearnerLoop
+from olsim.learner.model import ModelSpec
+from olsim.learner.snapshot import Snapshot
+from olsim.stream.spec import StreamSpec
+from olsim.stream.tasks import build_tasks
 
 
 def test_auto_decides_from_the_work_per_step_not_from_the_gpu() -> None:

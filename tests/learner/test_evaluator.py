@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from learner.evaluator import Evaluator, VersionEval
-from learner.model import ModelSpec, build_model
-from learner.snapshot import Snapshot, SnapshotError
-from stream.tasks import build_tasks
+from olsim.learner.evaluator import Evaluator, VersionEval
+from olsim.learner.model import ModelSpec, build_model
+from olsim.learner.snapshot import Snapshot, SnapshotError
+from olsim.stream.tasks import build_tasks
 
 
 def _fit(model: torch.nn.Module, tasks: list, upto: int) -> None:
@@ -77,7 +77,7 @@ def test_domain_incremental_tasks_have_no_task_il_view() -> None:
 
 
 def test_rows_follow_segments_and_bwt_is_one_definition_when_a_task_comes_back() -> None:
-    from learner.metrics import summarize
+    from olsim.learner.metrics import summarize
 
     ev = Evaluator(build_tasks("split-digits", n_tasks=2, seed=0), segments=[0, 1, 0])
     for v, (seg, task, seen) in enumerate([(0, 0, 1), (1, 1, 2), (2, 0, 2)], start=1):

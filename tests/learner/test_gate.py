@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from learner.gate import Gate, GateConfig
-from learner.model import ModelSpec, build_model
-from learner.snapshot import Snapshot
-from serving.registry import Registry
-from stream.tasks import Task
+from olsim.learner.gate import Gate, GateConfig
+from olsim.learner.model import ModelSpec, build_model
+from olsim.learner.snapshot import Snapshot
+from olsim.serving.registry import Registry
+from olsim.stream.tasks import Task
 
 SPEC = ModelSpec()
 

@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from learner import checkpoint
-from learner.config import LearnerConfig
-from learner.loop import LearnerLoop
-from learner.snapshot import Snapshot
-from learner.strategies.base import Strategy
-from learner.strategies.registry import STRATEGIES
-from stream.spec import StreamSpec
+from olsim.learner import checkpoint
+from olsim.learner.config import LearnerConfig
+from olsim.learner.loop import LearnerLoop
+from olsim.learner.snapshot import Snapshot
+from olsim.learner.strategies.base import Strategy
+from olsim.learner.strategies.registry import STRATEGIES
+from olsim.stream.spec import StreamSpec
 
 
 class Recorder(Strategy):

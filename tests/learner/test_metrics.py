@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from learner.metrics import (
+from olsim.learner.metrics import (
     average_accuracy,
     backward_transfer,
     forgetting,

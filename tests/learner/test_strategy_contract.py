@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from learner.model import ModelSpec, build_model
-from learner.served import ServedModel
-from learner.snapshot import Snapshot
-from learner.strategies import STRATEGIES, make_strategy
-from learner.trainer import Trainer
-from stream.events import TaskStream
-from stream.tasks import build_tasks
+from olsim.learner.model import ModelSpec, build_model
+from olsim.learner.served import ServedModel
+from olsim.learner.snapshot import Snapshot
+from olsim.learner.strategies import STRATEGIES, make_strategy
+from olsim.learner.trainer import Trainer
+from olsim.stream.events import TaskStream
+from olsim.stream.tasks import build_tasks
 
 TASKS = build_tasks("split-digits", n_tasks=2, seed=0)
 STREAM = TaskStream(TASKS, epochs=1, seed=0)

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import torch
 
-from learner.model import ModelSpec, build_model
-from learner.strategies import NaiveConfig, make_strategy
-from learner.trainer import OptimizerConfig, Trainer
-from stream.tasks import build_tasks
+from olsim.learner.model import ModelSpec, build_model
+from olsim.learner.strategies import NaiveConfig, make_strategy
+from olsim.learner.trainer import OptimizerConfig, Trainer
+from olsim.stream.tasks import build_tasks
 
 
 def _trainer(seed: int = 0, lr: float = 1e-2) -> Trainer:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from learner.model import ModelSpec
-from serving.app import build_app
-from serving.config import ServeConfig
+from olsim.learner.model import ModelSpec
+from olsim.serving.app import build_app
+from olsim.serving.config import ServeConfig
 
 
 def _deployment(config: ServeConfig) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from serving.app import api
+from olsim.serving.app import api
 
 TOKEN = "t" * 24
 

@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
-from serving.limits import BodyLimit
+from olsim.serving.limits import BodyLimit
 
 reads: list[int] = []
 

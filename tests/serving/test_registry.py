@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from learner.model import ModelSpec, build_model
-from learner.snapshot import Snapshot
-from serving.journal import JournalError
-from serving.registry import PublishResult, Registry
+from olsim.learner.model import ModelSpec, build_model
+from olsim.learner.snapshot import Snapshot
+from olsim.serving.journal import JournalError
+from olsim.serving.registry import PublishResult, Registry
 
 
 def _snap(seed: int) -> Snapshot:
@@ -272,7 +272,7 @@ def test_a_checkpoint_rename_is_followed_by_a_directory_fsync(
     import os
     import stat
 
-    from learner import checkpoint
+    from olsim.learner import checkpoint
 
     events: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from serving.schemas import PredictRequest
+from olsim.serving.schemas import PredictRequest
 
 
 def test_accepts_ints_and_floats() -> None:

@@ -9,12 +9,22 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from stream.chaos import DEFECTS, Burst, Chaos, Duplicates, LabelNoise, Malformed, Poison, Reorder, Stall
-from stream.delivery import Delivery
-from stream.events import TaskStream
-from stream.ingest import DEAD_LETTER_REASONS, DeadLetter, Ingest
-from stream.spec import StreamSpec
-from stream.tasks import build_tasks
+from olsim.stream.chaos import (
+    DEFECTS,
+    Burst,
+    Chaos,
+    Duplicates,
+    LabelNoise,
+    Malformed,
+    Poison,
+    Reorder,
+    Stall,
+)
+from olsim.stream.delivery import Delivery
+from olsim.stream.events import TaskStream
+from olsim.stream.ingest import DEAD_LETTER_REASONS, DeadLetter, Ingest
+from olsim.stream.spec import StreamSpec
+from olsim.stream.tasks import build_tasks
 
 TASKS = build_tasks("split-digits", n_tasks=2, seed=0)
 CLEAN = TaskStream(TASKS, epochs=1, seed=0, rate=100.0)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.events import TaskStream
-from stream.tasks import build_tasks
+from olsim.stream.events import TaskStream
+from olsim.stream.tasks import build_tasks
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_gradual_batches_hold_one_task_and_replay_from_any_offset(
 def test_drift_shape_is_validated() -> None:
     from pydantic import ValidationError
 
-    from stream.spec import StreamSpec
+    from olsim.stream.spec import StreamSpec
 
     assert StreamSpec.model_validate({"drift": {"shape": "gradual", "width": 200}}).drift.width == 200
     with pytest.raises(ValidationError, match="width >= 2"):
@@ -147,7 +147,7 @@ def test_a_task_that_comes_back_is_a_new_segment_with_fresh_event_ids() -> None:
 def test_a_sequence_renumbers_tasks_by_first_appearance() -> None:
     from pydantic import ValidationError
 
-    from stream.spec import StreamSpec
+    from olsim.stream.spec import StreamSpec
 
     spec = StreamSpec(tasks="split-digits", n_tasks=4, epochs=1, sequence=[2, 0, 2, 1])
     assert spec.order == [2, 0, 1, 3] and spec.segments == [0, 1, 0, 2]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.tasks import TaskKind, build_tasks
+from olsim.stream.tasks import TaskKind, build_tasks
 
 
 @pytest.mark.parametrize("kind", ["split-digits", "permuted-digits", "synthetic"])

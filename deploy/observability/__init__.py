@@ -1,0 +1,1 @@
+"""Observability: Grafana dashboards, the Prometheus launcher, and the configs both use."""

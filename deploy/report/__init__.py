@@ -1,0 +1,1 @@
+"""The report a run writes: text, an HTML page, SVG plots."""

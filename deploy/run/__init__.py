@@ -1,0 +1,1 @@
+"""One run: Ray, the learning actors, the serving stack, the driver and its options."""

@@ -1,0 +1,244 @@
+"""``olsim run``: a scenario end to end (Ray, Serve, learner, evaluator, load), then its report.
+
+Scenario settings given as flags (``--seed``, ``--gate``, ...) override the scenario's and are
+validated by the scenario's own models; run settings are :class:`RunOptions` fields.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from olsim.deploy.cli_options import field_option, ingress_option, one_line, prepare_local_ray, validated
+from olsim.deploy.errors import UserError
+from olsim.deploy.run.options import RunOptions
+from olsim.deploy.scenario.spec import Scenario, ScenarioError, builtin_names, load_scenario
+from olsim.learner.config import LearnerConfig
+from olsim.learner.gate import GateConfig
+from olsim.learner.strategies import STRATEGIES
+
+EXPECTATION_FAILED = 3  # the run finished but an outcome its scenario promised did not hold
+
+RUN_FLAGS = {  # RunOptions field -> flag
+    "duration_s": "--duration",
+    "report_dir": "--report-dir",
+    "address": "--address",
+    "metrics_host": "--metrics-host",
+    "metrics_port": "--metrics-port",
+    "ray_metrics_port": "--ray-metrics-port",
+    "prometheus": "--prometheus",
+    "prometheus_port": "--prometheus-port",
+    "scrape_interval_s": "--scrape-interval",
+    "load_rps": "--load-rps",
+}
+SCENARIO_FLAGS = {  # scenario field path -> flag; unset flags keep the scenario's value
+    "seed": "--seed",
+    "serving.port": "--serve-port",
+    "learner.publish_every": "--publish-every",
+    "learner.boundaries": "--boundaries",
+    "learner.device": "--device",
+    "gate.mode": "--gate",
+    "gate.forgetting_budget": "--forgetting-budget",
+    "gate.rollback_floor": "--rollback-floor",
+}
+
+
+def with_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
+    """``scenario`` with ``{"gate.mode": "off", ...}`` applied (None: keep), validated as a whole.
+
+    >>> s = with_overrides(load_scenario("split-digits"), {"gate.mode": "off", "seed": None})
+    >>> s.gate.mode, s.seed
+    ('off', 0)
+    """
+    data = scenario.model_dump()
+    for path, value in overrides.items():
+        if value is None:
+            continue
+        *parents, leaf = path.split(".")
+        node = data
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(one_line(exc, SCENARIO_FLAGS)) from None
+
+
+class ProgressLine:
+    """One status line on stderr, redrawn in place on a terminal, every 5 s otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, p: dict[str, Any]) -> None:
+        if not self.tty and p["elapsed_s"] - self.last < 5 and not p["done"]:
+            return
+        self.last = p["elapsed_s"]
+        pct = 100.0 * p["offset"] / max(1, p["total"])
+        task = "-" if p["task"] is None else f"{p['task'] + 1}/{p['n_tasks']}"
+        preq = "-" if p["prequential_accuracy"] is None else f"{p['prequential_accuracy']:.2f}"
+        served = "-" if p["version"] is None else f"v{p['version']} acc {p['average_accuracy']:.2f}"
+        line = (
+            f"[{p['elapsed_s']:6.1f}s] task {task}  stream {p['offset']}/{p['total']} ({pct:3.0f}%)  "
+            f"steps {p['steps']}  published {len(p['versions'])}  prequential {preq}  served {served}"
+        )
+        sys.stderr.write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def expectations_exit(report: dict[str, Any]) -> int:
+    """0, or EXPECTATION_FAILED after naming on stderr each promised outcome that did not hold."""
+    failed = [e for e in report.get("expectations", []) if e["ok"] is False]
+    for e in failed:
+        why = f": {e['detail']}" if e.get("detail") else ""
+        sys.stderr.write(
+            f"olsim: expectation failed: {e['name']} = {e['value']} (expected {e['expected']}){why}\n"
+        )
+    return EXPECTATION_FAILED if failed else 0
+
+
+def _choices(model: type[Any], field: str) -> click.Choice:
+    from typing import get_args
+
+    return click.Choice([str(a) for a in get_args(model.model_fields[field].annotation)])
+
+
+@click.command(
+    "run",
+    help="Run SCENARIO end to end and write a report. SCENARIO is a built-in name "
+    f"({', '.join(builtin_names())}) or a YAML path. Exit 0: done; 2: bad input or the run "
+    "failed; 3: done, but an outcome the scenario's `expect:` promised did not hold.",
+)
+@click.argument("scenario")
+@click.option("--strategy", help=f"override the scenario's strategy ({', '.join(sorted(STRATEGIES))})")
+@click.option("--seed", type=int, help="override the scenario's seed")
+@field_option(RunOptions, "duration_s", "--duration", metavar="S")
+@field_option(RunOptions, "report_dir", "--report-dir", metavar="DIR")
+@field_option(
+    RunOptions, "address", "--address", help="join this Ray cluster instead of starting a local one"
+)
+@ingress_option()
+@field_option(RunOptions, "metrics_host", "--metrics-host")
+@field_option(RunOptions, "metrics_port", "--metrics-port")
+@click.option("--serve-port", type=int, help="Serve HTTP port (default: the scenario's, 8000)")
+@field_option(RunOptions, "ray_metrics_port", "--ray-metrics-port")
+@field_option(RunOptions, "prometheus", "--prometheus")
+@field_option(RunOptions, "prometheus_port", "--prometheus-port")
+@field_option(RunOptions, "scrape_interval_s", "--scrape-interval", metavar="S")
+@click.option(
+    "--publish-every",
+    type=int,
+    metavar="N",
+    help=LearnerConfig.model_fields["publish_every"].description,
+)
+@click.option(
+    "--boundaries",
+    type=_choices(LearnerConfig, "boundaries"),
+    help="announced: strategies hear task ends; detected: task-free, a drift detector decides",
+)
+@click.option(
+    "--device",
+    type=_choices(LearnerConfig, "device"),
+    help=(
+        "where the learner trains (default: the scenario's; auto: CUDA only when a step is big "
+        "enough to pay for it, see docs/cluster.md)"
+    ),
+)
+@click.option(
+    "--gate",
+    type=_choices(GateConfig, "mode"),
+    help="on: reject candidates that forget beyond the budget; off: serve them (watch forgetting live)",
+)
+@click.option(
+    "--forgetting-budget",
+    type=float,
+    metavar="F",
+    help=GateConfig.model_fields["forgetting_budget"].description,
+)
+@click.option(
+    "--rollback-floor",
+    type=float,
+    metavar="F",
+    help=GateConfig.model_fields["rollback_floor"].description,
+)
+@field_option(RunOptions, "load_rps", "--load-rps")
+@click.option(
+    "--linger",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    metavar="S",
+    help="keep serving and exporting metrics S seconds after the run (for scrapes)",
+)
+@click.pass_context
+def run_command(
+    ctx: click.Context, scenario: str, strategy: str | None, ingress: str, linger: float, **flags: Any
+) -> int:
+    prepare_local_ray(ingress, flags["address"])
+    from olsim.deploy.report.render import render_text
+    from olsim.deploy.run.actors import learner_gpu
+    from olsim.deploy.run.driver import run
+
+    s = load_scenario(scenario)
+    if strategy:
+        s = s.with_strategy(strategy)
+    s = with_overrides(
+        s,
+        {path: flags.pop(flag.removeprefix("--").replace("-", "_")) for path, flag in SCENARIO_FLAGS.items()},
+    )
+    if flags["address"] is None:  # this machine's devices decide; a cluster's placement is the user's
+        from olsim.learner.device import DeviceError
+
+        try:
+            s = learner_gpu(s)
+        except DeviceError as exc:
+            raise ScenarioError(str(exc)) from None
+    opts = validated(
+        RunOptions,
+        {field: flags[flag.removeprefix("--").replace("-", "_")] for field, flag in RUN_FLAGS.items()},
+        RUN_FLAGS,
+    )
+    if opts.prometheus:
+        from olsim.deploy.observability.prometheus_server import PrometheusError, binary
+
+        try:
+            binary()  # before anything starts
+        except PrometheusError as exc:
+            raise UserError(f"--prometheus: {exc}") from None
+
+    def on_finished(report: dict[str, Any]) -> None:
+        if linger > 0:
+            sys.stderr.write(
+                f"\nrun finished; serving and metrics stay up for {linger:.0f}s "
+                f"({report['metrics_endpoint']}"
+                + (f", Prometheus {report['prometheus']['url']}" if "prometheus" in report else "")
+                + ")\n"
+            )
+            time.sleep(linger)
+
+    if not ctx.find_root().params.get("verbose"):
+        import ray.serve  # configures its driver logger at INFO on import: quieten it afterwards
+
+        for name in ("ray", ray.serve.__name__):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    bar = ProgressLine()
+    try:
+        report = run(s, opts, progress=bar, on_finished=on_finished)
+    finally:
+        bar.close()
+    click.echo(render_text(report), nl=False)
+    click.echo(f"report: {Path(opts.report_dir) / 'report.json'}")
+    if report.get("admin_token_file"):
+        click.echo(f"admin token (for /admin routes): {report['admin_token_file']}")
+    return expectations_exit(report)
