@@ -34,9 +34,10 @@ system:
 	  fi; \
 	fi
 
-# The README's first command: set up, then run the default scenario end to end.
+# The README's first command: set up, then run split-digits twice, naive fine-tuning next to replay,
+# with the gate off so the served model shows forgetting; out/compare.html puts them side by side.
 demo: setup
-	$(BIN)/olsim run split-digits --strategy naive --duration 60 --report-dir out/
+	$(BIN)/olsim run split-digits --strategy naive replay --gate off --duration 60 --report-dir out/
 
 lint: setup
 	$(BIN)/ruff check .

@@ -35,6 +35,7 @@ from olsim.deploy.run.actors import start_evaluator_actor, start_learner_actor, 
 from olsim.deploy.run.cluster import NAMESPACE
 from olsim.deploy.run.options import TOKEN_ENV
 from olsim.deploy.scenario.spec import Placement, Scenario, load_scenario
+from olsim.learner.actors.names import ActorName
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +130,10 @@ def start_actors(args: LearningAppArgs, scenario: Scenario) -> dict[str, Any]:
     state = prepare_state(args)
     opts: dict[str, Any] = {"namespace": NAMESPACE, "lifetime": "detached"}
     registry = start_registry_actor(scenario, state / "registry", name=names["registry"], **opts)
+    by_name = {k: ActorName(n, NAMESPACE) for k, n in names.items()}  # actors look each other up
     evaluator = start_evaluator_actor(
         scenario,
-        registry,
+        by_name["registry"],
         args.metrics_host,
         args.metrics_port,
         state / "evaluator",
@@ -140,7 +142,12 @@ def start_actors(args: LearningAppArgs, scenario: Scenario) -> dict[str, Any]:
     )
     ray.get(evaluator.port.remote())  # the scrape endpoint is up (a busy port raises here)
     learner = start_learner_actor(
-        scenario, registry, evaluator, state / "learner.npz", name=names["learner"], **opts
+        scenario,
+        by_name["registry"],
+        by_name["evaluator"],
+        state / "learner.npz",
+        name=names["learner"],
+        **opts,
     )
     ray.get(learner.start.remote())
     log.info("started %s (state in %s)", ", ".join(names.values()), state)

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,35 @@ log = logging.getLogger(__name__)
 Publish = Callable[[Snapshot], int | None]  # the version number, or None when the gate rejected it
 
 
+@dataclass
+class LoopState:
+    """Where the loop is in the stream and what it has done; restored as a whole on resume.
+
+    >>> s = LoopState(offset=64, tasks_done=[0], chaos_seen=[(1.0, "burst", 32)])
+    >>> LoopState.from_dict(asdict(s)) == s
+    True
+    """
+
+    offset: int = 0  # next stream position to consume (a Delivery's slot, a clean stream's offset)
+    task: int | None = None
+    segment: int | None = None  # stretch of the stream being learnt (a task may come back)
+    seen: int = 0  # distinct tasks met so far (they first appear in index order)
+    tasks_done: list[int] = field(default_factory=list)  # the task of every segment that ended
+    versions: list[int] = field(default_factory=list)  # accepted
+    rejected: int = 0  # candidates the gate turned down
+    drifts: list[int] = field(default_factory=list)  # offsets at which the drift detector fired
+    ledger: dict[str, int] = field(default_factory=dict)  # event id -> times trained (idempotence)
+    duplicates: int = 0  # redelivered events skipped because the ledger had them
+    chaos_seen: list[tuple[float, str, int]] = field(default_factory=list)  # (unix time, kind, position)
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> LoopState:
+        """From a checkpoint's plain values (which may hold more keys than these)."""
+        values = {f.name: state[f.name] for f in fields(cls)}
+        values["chaos_seen"] = [tuple(c) for c in values["chaos_seen"]]
+        return cls(**values)
+
+
 class LearnerLoop:
     """Prequential test-then-train over a task stream; publishes every N steps and at each task end.
 
@@ -43,7 +72,7 @@ class LearnerLoop:
     >>> published = []
     >>> loop = LearnerLoop(spec.build(seed=0), LearnerConfig(publish_every=5), seed=0,
     ...                    publish=lambda s: published.append(s.meta) or len(published))
-    >>> loop.run(); loop.tasks_done, loop.trainer.steps, [m["task"] for m in published if m["task_end"]]
+    >>> loop.run(); loop.state.tasks_done, loop.trainer.steps, [m["task"] for m in published if m["task_end"]]
     ([0, 1], 14, [0, 1])
     """
 
@@ -66,21 +95,11 @@ class LearnerLoop:
         device = choose_device(config.device, config.model, config.batch_size)
         self.trainer = Trainer(model, strategy, config.optimizer, device)
         self.initial = Snapshot.from_model(model)
-        self.offset = 0  # next stream position to consume (a Delivery's slot, a clean stream's offset)
-        self.task: int | None = None
-        self.segment: int | None = None  # stretch of the stream being learnt (a task may come back)
-        self.seen = 0  # distinct tasks met so far (they first appear in index order)
-        self.tasks_done: list[int] = []  # the task of every segment that ended, in order
-        self.versions: list[int] = []  # accepted
-        self.rejected = 0  # candidates the gate turned down
+        self.state = LoopState()  # where the loop is and what it has done (checkpointed)
         self.detector = PageHinkley(config.drift) if config.boundaries == "detected" else None
-        self.drifts: list[int] = []  # offsets at which the detector fired
         self.recent: deque[tuple[int, int, float]] = deque(maxlen=20)  # (correct, size, loss) per batch
         self.t0: float | None = None  # monotonic time the stream started (paced streams)
         self.next_due: float | None = None  # stream time of the oldest event not yet trained
-        self.ledger: dict[str, int] = {}  # event id -> times trained (training is idempotent per id)
-        self.duplicates = 0  # redelivered events skipped because the ledger had them
-        self.chaos_seen: list[tuple[float, str, int]] = []  # (unix time, chaos kind, position) as reached
         self.stop_event = threading.Event()
 
     @property
@@ -89,44 +108,24 @@ class LearnerLoop:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume exactly here: model, optimizer, strategy (buffers included),
-        stream position, the event-id ledger and the delivery's dead-letter counts."""
+        the loop's :class:`LoopState`, the drift detector, recent batches and the dead letters."""
         src = self.stream
         return {
             "trainer": self.trainer.state_dict(),
-            "offset": self.offset,
-            "task": self.task,
-            "segment": self.segment,
-            "seen": self.seen,
-            "tasks_done": list(self.tasks_done),
-            "versions": list(self.versions),
-            "rejected": self.rejected,
-            "drifts": list(self.drifts),
+            **asdict(self.state),
             "detector": None if self.detector is None else self.detector.state_dict(),
             "recent": list(self.recent),
-            "ledger": dict(self.ledger),
-            "duplicates": self.duplicates,
-            "chaos_seen": list(self.chaos_seen),
             "dead_letters": dict(src.dead_letter_counts),
             "dead_letter_examples": [(d.id, d.reason, d.detail) for d in src.dead_letters],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.trainer.load_state_dict(state["trainer"])
-        self.offset = int(state["offset"])
-        self.task = state["task"]
-        self.segment = state["segment"]
-        self.seen = int(state["seen"])
-        self.tasks_done = list(state["tasks_done"])
-        self.versions = list(state["versions"])
-        self.rejected = int(state["rejected"])
-        self.drifts = list(state["drifts"])
+        self.state = LoopState.from_dict(state)
         if self.detector is not None and state["detector"] is not None:
             self.detector.load_state_dict(state["detector"])
         self.recent.clear()
         self.recent.extend(tuple(r) for r in state["recent"])
-        self.ledger = dict(state["ledger"])
-        self.duplicates = int(state["duplicates"])
-        self.chaos_seen = [tuple(c) for c in state["chaos_seen"]]
         self.stream.dead_letter_counts = Counter(state["dead_letters"])
         self.stream.dead_letters = [DeadLetter(*d) for d in state["dead_letter_examples"]]
 
@@ -151,7 +150,7 @@ class LearnerLoop:
     def run(self) -> None:
         """Consume the stream from ``offset`` to its end or until ``stop_event`` is set."""
         self.t0 = None  # pacing restarts from ``offset`` on every run
-        for batch in self.stream.batches(self.config.batch_size, start=self.offset):
+        for batch in self.stream.batches(self.config.batch_size, start=self.state.offset):
             if self.stop_event.is_set():
                 return  # offset still points at this batch's first event
             self.next_due = batch.t_first
@@ -162,26 +161,26 @@ class LearnerLoop:
                 if delay > 0:
                     time.sleep(delay)
             now = time.time()
-            self.chaos_seen += [(now, kind, batch.offset) for kind in batch.chaos]
+            self.state.chaos_seen += [(now, kind, batch.offset) for kind in batch.chaos]
             # A late event of a segment already ended (redelivered, reordered) is trained where it
             # lands; it does not reopen its segment.
-            if self.segment is None or batch.segment > self.segment:
+            if self.state.segment is None or batch.segment > self.state.segment:
                 if self._segment_open():  # (a resumed learner may have checkpointed right after its end)
                     self._end_task()
-                self.segment, self.task = batch.segment, batch.task
-                self.seen = max(self.seen, batch.task + 1)
+                self.state.segment, self.state.task = batch.segment, batch.task
+                self.state.seen = max(self.state.seen, batch.task + 1)
             self._train(batch)
             if self.after_batch is not None:
-                self.after_batch(self.offset)
+                self.after_batch(self.state.offset)
         self.next_due = None
         if not self.stop_event.is_set():
-            self.offset = len(self.stream)  # trailing dead letters are consumed too
+            self.state.offset = len(self.stream)  # trailing dead letters are consumed too
             if self._segment_open():
                 self._end_task()
 
     def _segment_open(self) -> bool:
         """A segment is being learnt and has not ended (segments end in order)."""
-        return self.segment is not None and len(self.tasks_done) <= self.segment
+        return self.state.segment is not None and len(self.state.tasks_done) <= self.state.segment
 
     def _fresh(self, batch: Batch) -> Batch | None:
         """The batch without events the ledger has already trained (None if nothing is left).
@@ -191,11 +190,11 @@ class LearnerLoop:
         ids = batch.ids
         keep = []
         for i, event_id in enumerate(ids):
-            if event_id not in self.ledger:
-                self.ledger[event_id] = 1
+            if event_id not in self.state.ledger:
+                self.state.ledger[event_id] = 1
                 keep.append(i)
             else:
-                self.duplicates += 1
+                self.state.duplicates += 1
         if len(keep) == len(ids):
             return batch
         if not keep:
@@ -204,7 +203,7 @@ class LearnerLoop:
         return replace(batch, x=batch.x[sel], y=batch.y[sel], event_ids=tuple(ids[i] for i in keep))
 
     def _train(self, batch: Batch) -> None:
-        self.offset = batch.next_offset
+        self.state.offset = batch.next_offset
         fresh = self._fresh(batch)
         if fresh is None:
             return
@@ -212,8 +211,8 @@ class LearnerLoop:
         self.recent.append((result.correct, result.size, result.loss))
         if self.detector is not None and self.detector.update(1.0 - result.correct / result.size):
             self.trainer.strategy.on_drift(self.trainer.model)
-            self.drifts.append(self.offset)
-            log.info("drift detected offset=%d task=%d", self.offset, batch.task)
+            self.state.drifts.append(self.state.offset)
+            log.info("drift detected offset=%d task=%d", self.state.offset, batch.task)
         if self.trainer.steps % self.config.publish_every == 0:
             self._publish(task_end=False)
 
@@ -223,11 +222,11 @@ class LearnerLoop:
         Strategies hear of it only when boundaries are announced; with detected boundaries the
         evaluation protocol still knows where tasks end, the learner does not.
         """
-        task = self.task
+        task = self.state.task
         assert task is not None
         if self.config.boundaries == "announced":
             self.trainer.end_task(task)
-        self.tasks_done.append(task)
+        self.state.tasks_done.append(task)
         self._publish(task_end=True)
         log.info("task end task=%d steps=%d", task, self.trainer.steps)
 
@@ -235,19 +234,19 @@ class LearnerLoop:
         snap = Snapshot.from_model(
             self.trainer.model,
             extras=self.trainer.strategy.export(),
-            task=int(self.task or 0),
+            task=int(self.state.task or 0),
             task_end=task_end,
-            segment=int(self.segment or 0),
-            seen=self.seen,
+            segment=int(self.state.segment or 0),
+            seen=self.state.seen,
             step=self.trainer.steps,
             samples=self.trainer.samples,
-            offset=self.offset,
+            offset=self.state.offset,
             strategy=self.trainer.strategy.name,
         )
         number = self.publish(snap)
         if number is None:
-            self.rejected += 1
+            self.state.rejected += 1
         else:
-            self.versions.append(number)
+            self.state.versions.append(number)
         if self.checkpoint is not None:
             self.checkpoint(self)

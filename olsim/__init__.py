@@ -13,8 +13,8 @@ served version's accuracy on every task seen so far. The packages are ``olsim.st
 'out'
 
 ``olsim.run(scenario, olsim.RunOptions(...))`` runs it end to end (Ray, Serve, learner, evaluator)
-and returns the report that ``olsim run`` writes. Names are imported on first use, so
-``import olsim`` stays light.
+and returns the report that ``olsim run`` writes; ``olsim.load_report(DIR)`` reads one back as a
+typed :class:`RunReport`. Names are imported on first use, so ``import olsim`` stays light.
 """
 
 from __future__ import annotations
@@ -31,11 +31,23 @@ _EXPORTS = {
     "Scenario": "olsim.deploy.scenario.spec",
     "load_scenario": "olsim.deploy.scenario.spec",
     "Strategy": "olsim.learner.strategies.base",
+    "RunReport": "olsim.deploy.report.model",
+    "load_report": "olsim.deploy.report.model",
 }
 
-__all__ = ["RunOptions", "Scenario", "Strategy", "__version__", "load_scenario", "run"]
+__all__ = [
+    "RunOptions",
+    "RunReport",
+    "Scenario",
+    "Strategy",
+    "__version__",
+    "load_report",
+    "load_scenario",
+    "run",
+]
 
 if TYPE_CHECKING:
+    from olsim.deploy.report.model import RunReport, load_report
     from olsim.deploy.run.driver import run
     from olsim.deploy.run.options import RunOptions
     from olsim.deploy.scenario.spec import Scenario, load_scenario

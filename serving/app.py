@@ -35,6 +35,7 @@ from olsim.serving.schemas import (
 )
 
 log = logging.getLogger(__name__)
+ROLLBACK_REFUSED = {"not_retained": 404, "nothing_to_do": 409}  # the registry's refusals, as HTTP
 GOING_AWAY = "olsim is shutting down: this server is going away"
 
 api = FastAPI(title="olsim", description="Predictions from a model that keeps learning.")
@@ -161,7 +162,7 @@ class Predictor:
         body = read_body(RollbackRequest, await request.body() or b"{}")
         result = await self.registry.rollback.remote(body.version, body.reason, "manual")
         if not result.ok:
-            raise HTTPException(result.status, result.detail)
+            raise HTTPException(ROLLBACK_REFUSED[result.refused or "nothing_to_do"], result.detail)
         log.warning("rollback version=%d previous=%d reason=%r", result.version, result.previous, body.reason)
         return RollbackResponse(model_version=result.version, previous=result.previous, detail=result.detail)
 

@@ -90,7 +90,10 @@ class RollbackResult:
     version: int  # served after the call
     previous: int
     detail: str = ""
-    status: int = 200  # HTTP status an admin route should answer with
+    refused: Refusal | None = None  # why not, when not ok
+
+
+Refusal = Literal["not_retained", "nothing_to_do"]
 
 
 @dataclass(frozen=True)
@@ -225,15 +228,7 @@ class Registry:
                     None, self.journal.save_version, number, snapshot
                 )
             async with self._cond():
-                version, change, dropped = None, None, []
-                if number is not None:
-                    self._latest = number
-                    version = Version(number, snapshot, time.time(), decision.scores)
-                    self._versions[number] = version
-                    dropped = [v for v in self._versions if v <= number - self.keep and v != self.served]
-                    for old in dropped:
-                        del self._versions[old]
-                    change = self._set_current(version, "publish", version.published_at)
+                accepted = None if number is None else self._accept(number, snapshot, decision)
                 record = GateRecord(
                     time.time(),
                     decision.accepted,
@@ -246,27 +241,46 @@ class Registry:
                 )
                 self._decisions.append(record)
                 result = self._answers[key] = PublishResult(number, decision.reason, decision.detail)
-                if self.journal is not None:
-                    entry = None
-                    if version is not None:
-                        entry = {
-                            "number": number,
-                            "published_at": version.published_at,
-                            "scores": version.scores,
-                        }
-                    self.journal.append(
-                        {
-                            "kind": "publish",
-                            "key": key,
-                            "version": entry,
-                            "dropped": dropped,
-                            "decision": asdict(record),
-                            "change": None if change is None else asdict(change),
-                        },
-                        sync=True,
-                    )
-                    self.journal.remove_versions(dropped)
+                self._journal_publish(key, record, accepted)
                 return result
+
+    def _accept(
+        self, number: int, snapshot: Snapshot, decision: Decision
+    ) -> tuple[Version, Change, list[int]]:
+        """``snapshot`` becomes version ``number`` and the served one; versions past ``keep`` (never
+        the one served until now) are dropped. Returns the version, the change, the dropped numbers."""
+        self._latest = number
+        version = Version(number, snapshot, time.time(), decision.scores)
+        self._versions[number] = version
+        dropped = [v for v in self._versions if v <= number - self.keep and v != self.served]
+        for old in dropped:
+            del self._versions[old]
+        return version, self._set_current(version, "publish", version.published_at), dropped
+
+    def _journal_publish(
+        self, key: str, record: GateRecord, accepted: tuple[Version, Change, list[int]] | None
+    ) -> None:
+        """One journal line per decision (with the new version and change when accepted)."""
+        if self.journal is None:
+            return
+        version, change, dropped = accepted if accepted is not None else (None, None, [])
+        entry = (
+            None
+            if version is None
+            else {"number": version.number, "published_at": version.published_at, "scores": version.scores}
+        )
+        self.journal.append(
+            {
+                "kind": "publish",
+                "key": key,
+                "version": entry,
+                "dropped": dropped,
+                "decision": asdict(record),
+                "change": None if change is None else asdict(change),
+            },
+            sync=True,
+        )
+        self.journal.remove_versions(dropped)
 
     async def _judge(self, snapshot: Snapshot) -> Decision:
         if self.paused:
@@ -309,17 +323,23 @@ class Registry:
         async with self._cond():
             served = self.served
             if expect is not None and served != expect:
-                return RollbackResult(False, served, served, f"version {expect} is no longer served", 409)
+                return RollbackResult(
+                    False, served, served, f"version {expect} is no longer served", "nothing_to_do"
+                )
             if to is None:
                 older = [v for v in self._versions if v < served]
                 if not older:
-                    return RollbackResult(False, served, served, "no earlier version is retained", 409)
+                    return RollbackResult(
+                        False, served, served, "no earlier version is retained", "nothing_to_do"
+                    )
                 to = max(older)
             target = self._versions.get(to)
             if target is None:
-                return RollbackResult(False, served, served, f"version {to} is not retained", 404)
+                return RollbackResult(False, served, served, f"version {to} is not retained", "not_retained")
             if to == served:
-                return RollbackResult(False, served, served, f"version {to} is already served", 409)
+                return RollbackResult(
+                    False, served, served, f"version {to} is already served", "nothing_to_do"
+                )
             change = self._set_current(target, "rollback", time.time(), trigger, reason)
             if self.journal is not None:
                 self.journal.append({"kind": "rollback", "change": asdict(change)}, sync=True)

@@ -7,7 +7,16 @@ import sys
 
 import olsim
 
-EXPORTED = ["RunOptions", "Scenario", "Strategy", "__version__", "load_scenario", "run"]
+EXPORTED = [
+    "RunOptions",
+    "RunReport",
+    "Scenario",
+    "Strategy",
+    "__version__",
+    "load_report",
+    "load_scenario",
+    "run",
+]
 
 
 def test_all_is_the_public_api() -> None:

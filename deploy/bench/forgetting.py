@@ -113,7 +113,7 @@ def run_one(scenario: Scenario, seed: int) -> dict[str, Any]:
             else None
         ),
         "routing_accuracy": evaluator.routing_accuracy(),
-        "drifts": list(loop.drifts),
+        "drifts": list(loop.state.drifts),
         "samples": loop.trainer.samples,
         "samples_per_s": loop.trainer.samples / train_s,
         "state_bytes": _state_bytes(loop.trainer.strategy.state_dict()),

@@ -111,13 +111,23 @@ def render_text(report: dict[str, Any]) -> str:
 
 
 # -- report.html --------------------------------------------------------------------------------
+def time_origin(report: dict[str, Any]) -> float:
+    """Where the report's time axes start: when Serve first answered (older reports: the run's start)."""
+    return float(report.get("serving_started_at") or report["started_at"])
+
+
+def span(report: dict[str, Any]) -> float:
+    """Seconds from :func:`time_origin` to the end of the run."""
+    return max(1.0, report["started_at"] + (report.get("duration_s") or 1.0) - time_origin(report))
+
+
 def served_accuracy_series(report: dict[str, Any]) -> list[Series]:
     """Each task's test accuracy under whatever version was served, as steps over run time.
 
     A task's line starts when the first version trained on it is served; rollbacks show as the
     served accuracy jumping back.
     """
-    t0 = report["started_at"]
+    start = time_origin(report)
     scored = {v["version"]: v for v in report["timeline"]}
     served = [s for s in report["swaps"] if s["version"] in scored]
     out = []
@@ -128,7 +138,7 @@ def served_accuracy_series(report: dict[str, Any]) -> list[Series]:
             v = scored[s["version"]]
             if not xs and (v.get("seen_tasks") or v["task"] + 1) <= j:  # task j not met yet
                 continue
-            xs.append(s["published_at"] - t0)
+            xs.append(s["published_at"] - start)
             ys.append(v["accuracies"][j])
         if xs:
             out.append(Series(f"task {j} ({task['name']})", xs, ys, step=True))
@@ -137,19 +147,19 @@ def served_accuracy_series(report: dict[str, Any]) -> list[Series]:
 
 def _markers(report: dict[str, Any]) -> tuple[list[Marker], list[tuple[str, str, bool]]]:
     """Swap (grey), rollback (red, dashed) and chaos-event (purple, dashed) markers, and their legend."""
-    t0 = report["started_at"]
+    start = time_origin(report)
     marks = [
-        Marker(s["published_at"] - t0, f"v{s['version']} ({s['kind']})", "#d0d0d0")
+        Marker(s["published_at"] - start, f"v{s['version']} ({s['kind']})", "#d0d0d0")
         for s in report["swaps"]
         if s["kind"] == "publish"
     ]
     marks += [
-        Marker(s["published_at"] - t0, f"rollback to v{s['version']}", "#d62728", dashed=True)
+        Marker(s["published_at"] - start, f"rollback to v{s['version']}", "#d62728", dashed=True)
         for s in report["swaps"]
         if s["kind"] == "rollback"
     ]
     chaos = report.get("chaos") or []  # [{"at": unix time, "kind": ...}] from chaos scenarios
-    marks += [Marker(c["at"] - t0, f"chaos: {c['kind']}", "#9467bd", dashed=True) for c in chaos]
+    marks += [Marker(c["at"] - start, f"chaos: {c['kind']}", "#9467bd", dashed=True) for c in chaos]
     legend = [("swap", "#d0d0d0", False)]
     if any(s["kind"] == "rollback" for s in report["swaps"]):
         legend.append(("rollback", "#d62728", True))
@@ -194,7 +204,7 @@ def write_plots(report: dict[str, Any], out: Path) -> list[tuple[str, str]]:
     matrix = report["accuracy_matrix"]
     marks, marks_legend = _markers(report)
     forgot = forgetting_per_task(matrix, report.get("segments")) if matrix else {}
-    duration = report.get("duration_s") or 1.0
+    duration = span(report)
     charts = [
         (
             PLOTS[0],
@@ -212,7 +222,7 @@ def write_plots(report: dict[str, Any], out: Path) -> list[tuple[str, str]]:
                 served_accuracy_series(report),
                 marks,
                 title="Served version's test accuracy per task",
-                x_label="seconds since the run started",
+                x_label="seconds since serving started",
                 y_label="accuracy",
                 y_range=(0.0, 1.0),
                 x_range=(0.0, duration),
@@ -236,10 +246,10 @@ def write_plots(report: dict[str, Any], out: Path) -> list[tuple[str, str]]:
             (
                 PLOTS[3],
                 line_chart(
-                    latency_series(report["requests"]["samples"], report["started_at"]),
+                    latency_series(report["requests"]["samples"], time_origin(report)),
                     marks,
                     title="/predict latency while the learner publishes",
-                    x_label="seconds since the run started (request send time)",
+                    x_label="seconds since serving started (request send time)",
                     y_label="latency (ms)",
                     x_range=(0.0, duration),
                     marker_legend=marks_legend,

@@ -6,6 +6,7 @@ validated by the scenario's own models; run settings are :class:`RunOptions` fie
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -15,7 +16,15 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from olsim.deploy.cli_options import field_option, ingress_option, one_line, prepare_local_ray, validated
+from olsim.deploy.cli_options import (
+    Variadic,
+    field_option,
+    ingress_option,
+    many,
+    one_line,
+    prepare_local_ray,
+    validated,
+)
 from olsim.deploy.errors import UserError
 from olsim.deploy.run.options import RunOptions
 from olsim.deploy.scenario.spec import Scenario, ScenarioError, builtin_names, load_scenario
@@ -117,12 +126,20 @@ def _choices(model: type[Any], field: str) -> click.Choice:
 
 @click.command(
     "run",
+    cls=Variadic,
     help="Run SCENARIO end to end and write a report. SCENARIO is a built-in name "
-    f"({', '.join(builtin_names())}) or a YAML path. Exit 0: done; 2: bad input or the run "
-    "failed; 3: done, but an outcome the scenario's `expect:` promised did not hold.",
+    f"({', '.join(builtin_names())}) or a YAML path. With several strategies (--strategy naive replay) "
+    "each runs in turn on the same Ray, its report in DIR/STRATEGY/, and DIR/compare.html shows them "
+    "side by side. Exit 0: done; 2: bad input or a run failed; 3: done, but an outcome the "
+    "scenario's `expect:` promised did not hold.",
 )
 @click.argument("scenario")
-@click.option("--strategy", help=f"override the scenario's strategy ({', '.join(sorted(STRATEGIES))})")
+@many(
+    "--strategy",
+    "strategies",
+    metavar="NAME",
+    help=f"override the scenario's strategy; several: one run each ({', '.join(sorted(STRATEGIES))})",
+)
 @click.option("--seed", type=int, help="override the scenario's seed")
 @field_option(RunOptions, "duration_s", "--duration", metavar="S")
 @field_option(RunOptions, "report_dir", "--report-dir", metavar="DIR")
@@ -183,32 +200,26 @@ def _choices(model: type[Any], field: str) -> click.Choice:
 )
 @click.pass_context
 def run_command(
-    ctx: click.Context, scenario: str, strategy: str | None, ingress: str, linger: float, **flags: Any
+    ctx: click.Context, scenario: str, strategies: tuple[str, ...], ingress: str, linger: float, **flags: Any
 ) -> int:
     prepare_local_ray(ingress, flags["address"])
-    from olsim.deploy.report.render import render_text
-    from olsim.deploy.run.actors import learner_gpu
-    from olsim.deploy.run.driver import run
-
-    s = load_scenario(scenario)
-    if strategy:
-        s = s.with_strategy(strategy)
-    s = with_overrides(
-        s,
-        {path: flags.pop(flag.removeprefix("--").replace("-", "_")) for path, flag in SCENARIO_FLAGS.items()},
-    )
+    base = load_scenario(scenario)
+    overrides = {
+        path: flags.pop(flag.removeprefix("--").replace("-", "_")) for path, flag in SCENARIO_FLAGS.items()
+    }
+    names = list(dict.fromkeys(strategies)) or [base.learner.strategy.kind]
+    scenarios = [with_overrides(base.with_strategy(n), overrides) for n in names]
+    values = {field: flags[flag.removeprefix("--").replace("-", "_")] for field, flag in RUN_FLAGS.items()}
+    verbose = bool(ctx.find_root().params.get("verbose"))
+    opts = validated(RunOptions, {**values, "ray_logs": verbose}, RUN_FLAGS)
     if flags["address"] is None:  # this machine's devices decide; a cluster's placement is the user's
+        from olsim.deploy.run.actors import learner_gpu
         from olsim.learner.device import DeviceError
 
         try:
-            s = learner_gpu(s)
+            scenarios = [learner_gpu(s) for s in scenarios]
         except DeviceError as exc:
             raise ScenarioError(str(exc)) from None
-    opts = validated(
-        RunOptions,
-        {field: flags[flag.removeprefix("--").replace("-", "_")] for field, flag in RUN_FLAGS.items()},
-        RUN_FLAGS,
-    )
     if opts.prometheus:
         from olsim.deploy.observability.prometheus_server import PrometheusError, binary
 
@@ -216,6 +227,19 @@ def run_command(
             binary()  # before anything starts
         except PrometheusError as exc:
             raise UserError(f"--prometheus: {exc}") from None
+    if not verbose:
+        import ray.serve  # configures its driver logger at INFO on import: quieten it afterwards
+
+        for name in ("ray", ray.serve.__name__):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    if len(scenarios) == 1:
+        return _run_one(scenarios[0], opts, linger)
+    return _run_several(scenarios, opts, linger)
+
+
+def _run_one(scenario: Scenario, opts: RunOptions, linger: float) -> int:
+    from olsim.deploy.report.render import render_text
+    from olsim.deploy.run.driver import run
 
     def on_finished(report: dict[str, Any]) -> None:
         if linger > 0:
@@ -227,14 +251,9 @@ def run_command(
             )
             time.sleep(linger)
 
-    if not ctx.find_root().params.get("verbose"):
-        import ray.serve  # configures its driver logger at INFO on import: quieten it afterwards
-
-        for name in ("ray", ray.serve.__name__):
-            logging.getLogger(name).setLevel(logging.WARNING)
     bar = ProgressLine()
     try:
-        report = run(s, opts, progress=bar, on_finished=on_finished)
+        report = run(scenario, opts, progress=bar, on_finished=on_finished)
     finally:
         bar.close()
     click.echo(render_text(report), nl=False)
@@ -242,3 +261,29 @@ def run_command(
     if report.get("admin_token_file"):
         click.echo(f"admin token (for /admin routes): {report['admin_token_file']}")
     return expectations_exit(report)
+
+
+def _run_several(scenarios: list[Scenario], opts: RunOptions, linger: float) -> int:
+    """One run per strategy on one Ray (started here unless joined), then the comparison page."""
+    import ray
+
+    from olsim.deploy.report.compare import render_text, write_compare
+    from olsim.deploy.run.cluster import connect_ray
+
+    started = connect_ray(opts.address, opts.ray_metrics_port, ray_logs=opts.ray_logs)
+    code, runs = 0, list[tuple[str, dict[str, Any]]]()
+    try:
+        for i, s in enumerate(scenarios):
+            label = str(s.learner.strategy.kind)
+            click.echo(f"== {label} ({i + 1} of {len(scenarios)})", err=True)
+            last = i == len(scenarios) - 1
+            one = opts.model_copy(update={"report_dir": opts.report_dir / label})
+            code = max(code, _run_one(s, one, linger if last else 0.0))
+            runs.append((label, json.loads((one.report_dir / "report.json").read_text())))
+    finally:
+        if started:
+            ray.shutdown()
+    page = write_compare(runs, opts.report_dir, scenarios[0].name)
+    click.echo("\n" + render_text(runs), nl=False)
+    click.echo(f"comparison: {page}")
+    return code

@@ -38,10 +38,12 @@ def keep_ray_on_loopback() -> None:
     os.environ.setdefault(LOOPBACK_ENV, "0")
 
 
-def connect_ray(address: str | None, metrics_export_port: int = 0) -> bool:
+def connect_ray(address: str | None, metrics_export_port: int = 0, ray_logs: bool = True) -> bool:
     """Start a local Ray (or join ``address``) unless this process is connected to one already; True
     if this call started it. A local Ray is always a new one (never another Ray found running on this
-    machine) and exports its metrics on ``metrics_export_port`` (0: a port Ray picks).
+    machine) and exports its metrics on ``metrics_export_port`` (0: a port Ray picks). Without
+    ``ray_logs`` Ray's start-up warnings and its actors' and Serve's logs stay in Ray's log files
+    (``/tmp/ray/session_latest/logs``) instead of this terminal; errors still reach the caller.
     """
     if address is None:
         keep_ray_on_loopback()
@@ -62,7 +64,9 @@ def connect_ray(address: str | None, metrics_export_port: int = 0) -> bool:
             address=address or "local",  # "local": a new Ray of our own, even if another runs here
             namespace=NAMESPACE,
             include_dashboard=False,
-            logging_level=logging.WARNING,
+            # quiet: not even Ray 2.60's start-up notice that token authentication is on
+            logging_level=logging.WARNING if ray_logs else logging.ERROR,
+            log_to_driver=ray_logs,
             **local,
         )
     except Exception as exc:

@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 
 from olsim.deploy.run.actors import start_evaluator_actor, start_learner_actor
-from olsim.deploy.run.cluster import connect_ray, get, ray_metrics_target, wait_until
+from olsim.deploy.run.cluster import NAMESPACE, connect_ray, get, ray_metrics_target, wait_until
 from olsim.deploy.run.ingress import current_ingress
 from olsim.deploy.run.options import RunError, RunOptions, resolve_token
 from olsim.deploy.run.stack import ServingStack
 from olsim.deploy.scenario.expect import check
 from olsim.deploy.scenario.faults import Injector, requests_around
 from olsim.deploy.scenario.spec import Scenario
+from olsim.learner.actors.names import ActorName
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class Run:
         self.opts = opts
         self.run_id = uuid.uuid4().hex[:8]
         self.t_start = time.time()
+        self.serving_started_at: float | None = None  # the report's time axes start here
         token, self.token_file = resolve_token(opts)
         self.stack = ServingStack(scenario, admin_token=token)
         self.evaluator: Any = None
@@ -88,11 +90,19 @@ class Run:
         import shutil
 
         s, opts = self.scenario, self.opts
-        registry = self.stack.start_registry(opts.report_dir / "registry")
+        self.stack.start_registry(opts.report_dir / "registry")
+        registry = ActorName(self.stack.registry_name, NAMESPACE)  # actors look each other up by name
         evaluator_state = opts.report_dir / "evaluator"
         shutil.rmtree(evaluator_state, ignore_errors=True)  # a restarted evaluator reads it; a new run not
+        evaluator = ActorName(f"olsim-evaluator-{self.run_id}", NAMESPACE)
         self.evaluator = start_evaluator_actor(
-            s, registry, opts.metrics_host, opts.metrics_port, evaluator_state
+            s,
+            registry,
+            opts.metrics_host,
+            opts.metrics_port,
+            evaluator_state,
+            name=evaluator.name,
+            namespace=evaluator.namespace,
         )
         try:
             self.metrics_port = get(self.evaluator.port.remote())
@@ -104,12 +114,11 @@ class Run:
         if opts.prometheus:
             self._start_prometheus()
         self.stack.start_serve()
+        self.serving_started_at = time.time()
         # a new run starts from scratch; a restarted learner resumes from here
         ckpts = opts.report_dir / "checkpoints"
         shutil.rmtree(ckpts, ignore_errors=True)
-        self.learner = start_learner_actor(
-            s, registry, self.evaluator, ckpts / "learner.npz", self.faults.holds
-        )
+        self.learner = start_learner_actor(s, registry, evaluator, ckpts / "learner.npz", self.faults.holds)
         get(self.learner.start.remote())
         self.faults.learner, self.faults.evaluator, self.faults.stack = (
             self.learner,
@@ -209,6 +218,7 @@ class Run:
             "seed": s.seed,
             "run_id": self.run_id,
             "started_at": self.t_start,
+            "serving_started_at": self.serving_started_at,
             "duration_s": time.time() - self.t_start,
             "truncated": truncated,
             "tasks": ev["tasks"],
@@ -382,7 +392,7 @@ def run(
     import ray
 
     check_faults(scenario)
-    started_ray = connect_ray(opts.address, opts.ray_metrics_port)
+    started_ray = connect_ray(opts.address, opts.ray_metrics_port, ray_logs=opts.ray_logs)
     r = Run(scenario, opts)
     try:
         r.start()
@@ -391,7 +401,7 @@ def run(
             raise RunError(f"learner failed: {p['error']}")
         r.faults.wait_recovered(lambda: get(r.learner.progress.remote()), opts.settle_timeout_s)
         report = r.report(p, truncated, r.settle())
-        _write(report, opts.report_dir)
+        report = _write(report, opts.report_dir)
         if on_finished is not None:
             on_finished(report)
         return report
@@ -412,12 +422,16 @@ def check_faults(scenario: Scenario) -> None:
         raise RunError(f"faults past the end of the stream ({records} records): {where}")
 
 
-def _write(report: dict[str, Any], out: Path) -> None:
+def _write(report: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Validate ``report`` against the published model and write report.json, .txt and .html."""
     import json
 
+    from olsim.deploy.report.model import checked
     from olsim.deploy.report.render import render_text, write_html
 
+    report = checked(report)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.txt").write_text(render_text(report))
     write_html(report, out)
+    return report

@@ -42,6 +42,10 @@ class RunOptions(BaseModel):
         30.0, gt=0, description="wait this long for replicas to serve the last version"
     )
     stall_timeout_s: float = Field(120.0, gt=0, description="fail if the learner makes no progress this long")
+    ray_logs: bool = Field(
+        False,
+        description="show Ray's own logs (start-up, Serve, actors) here, not only in Ray's log files",
+    )
     admin_token: str | None = Field(
         None,
         min_length=MIN_TOKEN_LENGTH,

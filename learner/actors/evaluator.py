@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from olsim.learner import checkpoint
+from olsim.learner.actors.names import resolve
 from olsim.learner.actors.telemetry import LearnerStats, Telemetry
 from olsim.learner.evaluator import Evaluator
 from olsim.learner.priority import lower_thread_priority
@@ -46,7 +47,7 @@ class EvaluatorActor:
         state_dir: str | None = None,
     ):
         torch.set_num_threads(1)
-        self.registry = registry
+        self.registry = resolve(registry)  # a handle, or an ActorName
         self.evaluator = Evaluator(stream.build_tasks(seed), stream.segments)
         self.rollback_floor = rollback_floor
         self.telemetry = Telemetry()

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from olsim.learner import checkpoint
+from olsim.learner.actors.names import resolve
 from olsim.learner.actors.telemetry import LearnerStats
 from olsim.learner.config import LearnerConfig
 from olsim.learner.loop import LearnerLoop
@@ -54,8 +55,8 @@ class LearnerActor:
         holds: list[int] | None = None,
     ):
         torch.set_num_threads(1)
-        self.registry = registry
-        self.evaluator = evaluator
+        self.registry = resolve(registry)  # handles, or ActorNames
+        self.evaluator = resolve(evaluator)
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.lives_path = None if self.checkpoint_path is None else self.checkpoint_path.with_suffix(".json")
         hook = None if self.checkpoint_path is None else self._checkpoint
@@ -99,11 +100,13 @@ class LearnerActor:
             state = checkpoint.load(self.checkpoint_path)
             self.loop.load_state_dict(state["loop"])
             self.checkpoints = int(state["checkpoints"])
-        self.resumed_from = self.loop.offset
-        self._holds = [(i, at) for i, at in self._holds if at >= self.loop.offset]  # the rest were passed
+        self.resumed_from = self.loop.state.offset
+        self._holds = [
+            (i, at) for i, at in self._holds if at >= self.loop.state.offset
+        ]  # the rest were passed
         log.warning(
             "learner restarted offset=%d restarts=%d from_checkpoint=%s",
-            self.loop.offset,
+            self.loop.state.offset,
             self.restarts,
             self.checkpoints > 0,
         )
@@ -148,16 +151,16 @@ class LearnerActor:
     def progress(self) -> dict[str, Any]:
         loop = self.loop
         return {
-            "offset": loop.offset,
+            "offset": loop.state.offset,
             "total": len(loop.stream),
-            "task": loop.task,
+            "task": loop.state.task,
             "n_tasks": len(loop.tasks),
-            "tasks_done": list(loop.tasks_done),
+            "tasks_done": list(loop.state.tasks_done),
             "steps": loop.trainer.steps,
             "samples": loop.trainer.samples,
-            "versions": list(loop.versions),
-            "rejected": loop.rejected,
-            "drifts": list(loop.drifts),
+            "versions": list(loop.state.versions),
+            "rejected": loop.state.rejected,
+            "drifts": list(loop.state.drifts),
             "prequential_accuracy": loop.prequential(),
             "done": self.done,
             "error": self.error,
@@ -171,24 +174,24 @@ class LearnerActor:
     def stream_report(self) -> dict[str, Any]:
         """What became of the stream: the event-id ledger against what was delivered."""
         loop, src = self.loop, self.loop.stream
-        expected = src.clean_ids(loop.offset)
-        trained = set(loop.ledger)
+        expected = src.clean_ids(loop.state.offset)
+        trained = set(loop.state.ledger)
         dead = src.dead_letter_counts
         return {
             "records": len(src),
-            "consumed": loop.offset,
+            "consumed": loop.state.offset,
             "events_expected": len(expected),
             "events_trained": len(trained & expected),
             "injected_trained": len(trained - expected),  # well-formed records not from the clean stream
             "events_lost": len(expected - trained),
-            "events_trained_twice": sum(1 for n in loop.ledger.values() if n > 1),
-            "duplicates_skipped": loop.duplicates,
+            "events_trained_twice": sum(1 for n in loop.state.ledger.values() if n > 1),
+            "duplicates_skipped": loop.state.duplicates,
             "dead_lettered": sum(dead.values()),
             "dead_letters": dict(dead),
             "dead_letter_examples": [asdict(d) for d in src.dead_letters[:20]],
             "learner_restarts": self.restarts,
             "checkpoints": self.checkpoints,
-            "chaos": [{"at": at, "kind": kind, "position": pos} for at, kind, pos in loop.chaos_seen],
+            "chaos": [{"at": at, "kind": kind, "position": pos} for at, kind, pos in loop.state.chaos_seen],
         }
 
     def _publish(self, snapshot: Snapshot) -> int | None:
@@ -204,7 +207,7 @@ class LearnerActor:
             self.loop.run()
         except Exception as exc:
             self.error = repr(exc)
-            log.exception("learner failed offset=%d", self.loop.offset)
+            log.exception("learner failed offset=%d", self.loop.state.offset)
         finally:
             try:
                 self._report(final=True)  # the last samples, and running=0
@@ -236,9 +239,9 @@ class LearnerActor:
         loop = self.loop
         counts = Counter(
             samples=loop.trainer.samples,
-            drifts=len(loop.drifts),
-            duplicates=loop.duplicates,
-            chaos=len(loop.chaos_seen),
+            drifts=len(loop.state.drifts),
+            duplicates=loop.state.duplicates,
+            chaos=len(loop.state.chaos_seen),
         )
         return counts, Counter(dict(loop.stream.dead_letter_counts))  # dict(): one atomic copy
 
@@ -246,7 +249,7 @@ class LearnerActor:
         loop = self.loop
         counts, dead_now = self._totals()
         new, dead = counts - self._reported, dead_now - self._reported_dead  # what is new since the last
-        chaos = tuple(k for _, k, _ in loop.chaos_seen[self._reported["chaos"] : counts["chaos"]])
+        chaos = tuple(k for _, k, _ in loop.state.chaos_seen[self._reported["chaos"] : counts["chaos"]])
         self._reported, self._reported_dead = counts, dead_now
         n = new["samples"]
         stats = LearnerStats(

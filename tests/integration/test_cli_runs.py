@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -141,3 +142,45 @@ def test_a_failure_in_olsim_load_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
     assert f"Ray's metrics export port {port} is in use" in r.stderr
+
+
+def test_several_strategies_run_in_turn_and_compare_with_a_quiet_terminal(tmp_path: Path) -> None:
+    """`olsim run S --strategy naive replay`: one report per strategy, a comparison page, and on the
+    terminal nothing from Ray (its start-up notices, its actors' and Serve's logs) without -v."""
+    r = _olsim(
+        "run",
+        "synthetic",
+        "--strategy",
+        "naive",
+        "replay",
+        "--duration",
+        "5",
+        "--load-rps",
+        "0",
+        "--serve-port",
+        str(free_port()),
+        "--metrics-port",
+        str(free_port()),
+        "--ray-metrics-port",
+        str(free_port()),
+        "--report-dir",
+        str(tmp_path),
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    noise = [
+        line
+        for line in r.stderr.splitlines()
+        if not re.match(r"^(== (naive|replay) \([12] of 2\)|\[ *[\d.]+s\] task )", line)
+    ]
+    assert not noise, noise
+    for name in ("naive", "replay"):
+        report = json.loads((tmp_path / name / "report.json").read_text())
+        assert report["strategy"] == name and report["scenario"] == "synthetic"
+        assert report["serving_started_at"] > report["started_at"]
+    page = (tmp_path / "compare.html").read_text()
+    assert (
+        'src="naive/plots/accuracy-matrix.svg"' in page
+        and 'src="replay/plots/accuracy-over-time.svg"' in page
+    )
+    table = r.stdout[r.stdout.index("strategy  ACC") :].splitlines()
+    assert [row.split()[0] for row in table[1:3]] == ["naive", "replay"]

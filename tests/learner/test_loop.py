@@ -52,15 +52,15 @@ def test_announced_boundaries_reach_the_strategy(monkeypatch: Any) -> None:
     loop, published = _loop("announced", monkeypatch)
     assert loop.trainer.strategy.calls == ["end0", "end1", "end2"]  # type: ignore[attr-defined]
     assert [s.meta["task"] for s in published if s.meta["task_end"]] == [0, 1, 2]
-    assert loop.drifts == []
+    assert loop.state.drifts == []
 
 
 def test_detected_boundaries_fire_on_drift_near_each_switch(monkeypatch: Any) -> None:
     loop, published = _loop("detected", monkeypatch)
     calls = loop.trainer.strategy.calls  # type: ignore[attr-defined]
-    assert "end0" not in calls and calls.count("drift") == len(loop.drifts) == 2
+    assert "end0" not in calls and calls.count("drift") == len(loop.state.drifts) == 2
     truth = [b for _, b in loop.stream.segment_bounds()][:-1]
-    for alarm, boundary in zip(loop.drifts, truth, strict=True):
+    for alarm, boundary in zip(loop.state.drifts, truth, strict=True):
         assert 0 <= alarm - boundary <= 5 * 32  # within a few batches of the switch
     # evaluation still gets one task-end version per task: the accuracy-matrix protocol knows the tasks
     assert [s.meta["task"] for s in published if s.meta["task_end"]] == [0, 1, 2]
@@ -101,8 +101,8 @@ def _chaotic(chaos: list[dict[str, Any]]) -> LearnerLoop:
 def test_redelivered_events_are_trained_once() -> None:
     loop = _chaotic([{"kind": "duplicates", "at": 100, "events": 600, "fraction": 0.5, "delay": 10}])
     clean = loop.stream.clean_ids()
-    assert set(loop.ledger) == clean and set(loop.ledger.values()) == {1}
-    assert loop.duplicates == len(loop.stream) - len(clean) > 250
+    assert set(loop.state.ledger) == clean and set(loop.state.ledger.values()) == {1}
+    assert loop.state.duplicates == len(loop.stream) - len(clean) > 250
     assert loop.trainer.samples == len(clean)
 
 
@@ -111,8 +111,8 @@ def test_late_events_do_not_reopen_an_ended_task() -> None:
         StreamSpec(tasks="split-digits", n_tasks=3, epochs=2, rate=None).build(seed=0).segment_bounds()[0][1]
     )
     loop = _chaotic([{"kind": "reorder", "at": bound - 100, "events": 200, "block": 64}])
-    assert loop.tasks_done == [0, 1, 2]
-    assert set(loop.ledger) == loop.stream.clean_ids() and set(loop.ledger.values()) == {1}
+    assert loop.state.tasks_done == [0, 1, 2]
+    assert set(loop.state.ledger) == loop.stream.clean_ids() and set(loop.state.ledger.values()) == {1}
 
 
 def test_malformed_records_are_dead_lettered_and_training_goes_on() -> None:
@@ -120,8 +120,8 @@ def test_malformed_records_are_dead_lettered_and_training_goes_on() -> None:
         [{"kind": "malformed", "at": 50, "count": 12}, {"kind": "malformed", "at": 2500, "count": 6}]
     )
     assert sum(loop.stream.dead_letter_counts.values()) == 18
-    assert set(loop.ledger) == loop.stream.clean_ids() and loop.offset == len(loop.stream)
-    assert [k for _, k, _ in loop.chaos_seen] == ["malformed", "malformed"]
+    assert set(loop.state.ledger) == loop.stream.clean_ids() and loop.state.offset == len(loop.stream)
+    assert [k for _, k, _ in loop.state.chaos_seen] == ["malformed", "malformed"]
 
 
 def test_a_clean_stream_trains_exactly_as_before() -> None:
@@ -183,11 +183,13 @@ def test_a_learner_resumed_from_its_checkpoint_ends_exactly_where_an_uninterrupt
         first.run()
     second = LearnerLoop(spec.build(seed=0), config, seed=0, publish=lambda s: 1, checkpoint=keep)
     second.load_state_dict(checkpoint.load(path))
-    assert 0 < second.offset < first.offset < len(second.stream)  # resumes before where it crashed
+    assert (
+        0 < second.state.offset < first.state.offset < len(second.stream)
+    )  # resumes before where it crashed
     second.run()
-    assert second.ledger == ref.ledger and set(second.ledger.values()) == {1}
-    assert second.tasks_done == ref.tasks_done == [0, 1, 2]
-    assert second.duplicates == ref.duplicates and second.trainer.steps == ref.trainer.steps
+    assert second.state.ledger == ref.state.ledger and set(second.state.ledger.values()) == {1}
+    assert second.state.tasks_done == ref.state.tasks_done == [0, 1, 2]
+    assert second.state.duplicates == ref.state.duplicates and second.trainer.steps == ref.trainer.steps
     assert second.stream.dead_letter_counts == ref.stream.dead_letter_counts
     for a, b in zip(second.trainer.model.parameters(), ref.trainer.model.parameters(), strict=True):
         assert torch.equal(a, b)
@@ -213,9 +215,11 @@ def test_a_gradual_drift_is_trained_once_per_event_and_ends_tasks_in_order(monke
     loop = LearnerLoop(spec.build(seed=0), LearnerConfig(), seed=0, publish=publish)
     loop.run()
     calls = loop.trainer.strategy.calls  # type: ignore[attr-defined]
-    assert loop.tasks_done == [0, 1, 2] and calls == ["end0", "end1", "end2"] and sum(ends) == 3
-    assert sorted(loop.ledger) == sorted(loop.stream.clean_ids()) and set(loop.ledger.values()) == {1}
-    assert loop.trainer.samples == len(loop.stream) and loop.duplicates == 0
+    assert loop.state.tasks_done == [0, 1, 2] and calls == ["end0", "end1", "end2"] and sum(ends) == 3
+    assert sorted(loop.state.ledger) == sorted(loop.stream.clean_ids()) and set(
+        loop.state.ledger.values()
+    ) == {1}
+    assert loop.trainer.samples == len(loop.stream) and loop.state.duplicates == 0
     # small batches where the tasks interleave: more steps than the abrupt stream takes
     abrupt = LearnerLoop(
         StreamSpec(tasks="split-digits", n_tasks=3, epochs=2, rate=None).build(seed=0),
@@ -238,8 +242,8 @@ def test_a_recurring_task_ends_every_segment_and_trains_each_event_once(monkeypa
 
     loop = LearnerLoop(spec.build(seed=0), LearnerConfig(), seed=0, publish=publish)
     loop.run()
-    assert loop.tasks_done == [0, 1, 0, 2] and loop.seen == 3
+    assert loop.state.tasks_done == [0, 1, 0, 2] and loop.state.seen == 3
     assert loop.trainer.strategy.calls == ["end0", "end1", "end0", "end2"]  # type: ignore[attr-defined]
     ends = [(m["segment"], m["task"], m["seen"]) for m in metas if m["task_end"]]
     assert ends == [(0, 0, 1), (1, 1, 2), (2, 0, 2), (3, 2, 3)]
-    assert len(loop.ledger) == len(loop.stream) and set(loop.ledger.values()) == {1}
+    assert len(loop.state.ledger) == len(loop.stream) and set(loop.state.ledger.values()) == {1}

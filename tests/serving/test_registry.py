@@ -84,27 +84,27 @@ def test_publish_rejects_a_corrupted_snapshot_and_keeps_serving() -> None:
 
 
 def test_rollback_to_previous_or_named_version_bumps_the_generation() -> None:
-    async def scenario() -> list[tuple[bool, int, int, int]]:
+    async def scenario() -> list[tuple[bool, int, str | None, int]]:
         reg = Registry()
         for s in range(3):
             await reg.publish(_snap(s))
-        out = []
+        out: list[tuple[bool, int, str | None, int]] = []
         for to in (None, None, 3, 7, 3):
             r = await reg.rollback(to, reason="test")
-            out.append((r.ok, r.version, r.status, reg.generation))
+            out.append((r.ok, r.version, r.refused, reg.generation))
         r = await reg.rollback(1, trigger="auto", expect=2)  # 3 is served, not 2: no-op
-        out.append((r.ok, r.version, r.status, reg.generation))
+        out.append((r.ok, r.version, r.refused, reg.generation))
         waited = await reg.wait_newer(4, timeout=0.01)
         assert waited is not None and waited.kind == "rollback"
         return out
 
     assert asyncio.run(scenario()) == [
-        (True, 2, 200, 4),  # 3 -> 2
-        (True, 1, 200, 5),  # 2 -> 1
-        (True, 3, 200, 6),  # named
-        (False, 3, 404, 6),  # never existed
-        (False, 3, 409, 6),  # already served
-        (False, 3, 409, 6),  # expect mismatch
+        (True, 2, None, 4),  # 3 -> 2
+        (True, 1, None, 5),  # 2 -> 1
+        (True, 3, None, 6),  # named
+        (False, 3, "not_retained", 6),  # never existed
+        (False, 3, "nothing_to_do", 6),  # already served
+        (False, 3, "nothing_to_do", 6),  # expect mismatch
     ]
 
 

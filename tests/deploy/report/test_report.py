@@ -13,12 +13,14 @@ import pytest
 
 from conftest import PageCheck
 from olsim.deploy.cli import main
+from olsim.deploy.report.model import RunReport
 from olsim.deploy.report.render import PLOTS, served_accuracy_series, write_html
 from olsim.learner.metrics import forgetting_per_task
 
 
 def _report() -> dict[str, Any]:
-    """A small report.json: 3 tasks, 4 versions, a rollback, a chaos event, load samples."""
+    """A small report.json (a valid RunReport): 3 tasks, 4 versions, a rollback, a chaos event, load
+    samples; serving starts when the run does."""
     t0 = 1_000_000.0
     acc = {1: [0.9, 0.0, 0.0], 2: [0.5, 0.95, 0.0], 3: [0.3, 0.6, 0.9], 4: [0.1, 0.2, 0.97]}
     task = {1: 0, 2: 1, 3: 2, 4: 2}
@@ -48,7 +50,48 @@ def _report() -> dict[str, Any]:
         "started_at": t0,
         "duration_s": 12.0,
         "truncated": False,
-        "tasks": [{"name": n} for n in ("a", "b", "c")],
+        "run_id": "abcd1234",
+        "serving_started_at": t0,
+        "tasks": [{"index": i, "name": n} for i, n in enumerate(("a", "b", "c"))],
+        "segments": [0, 1, 2],
+        "tasks_completed": 3,
+        "baseline_accuracy": [0.1, 0.1, 0.1],
+        "unserved_rows": [],
+        "replicas_converged": True,
+        "gate": {
+            "mode": "on",
+            "forgetting_budget": 0.2,
+            "candidates": 4,
+            "counts": {"accepted/passed": 4},
+            "rejected": [],
+        },
+        "boundaries": "announced",
+        "drifts_detected": [],
+        "learner": {"steps": 40, "samples": 1280, "offset": 1280, "total": 1280, "prequential_accuracy": 0.9},
+        "metrics_endpoint": "http://127.0.0.1:9464/metrics",
+        "ingress": "haproxy",
+        "admin_token_file": None,
+        "scenario_config": {"name": "split-digits"},
+        "load_rps": 20.0,
+        "stream": {
+            "records": 1280,
+            "consumed": 1280,
+            "events_expected": 1280,
+            "events_trained": 1280,
+            "injected_trained": 0,
+            "events_lost": 0,
+            "events_trained_twice": 0,
+            "duplicates_skipped": 0,
+            "dead_lettered": 0,
+            "dead_letters": {},
+            "dead_letter_examples": [],
+            "learner_restarts": 0,
+            "checkpoints": 5,
+        },
+        "faults": [],
+        "faults_unfired": [],
+        "versions": {"latest": 4, "retained": 4, "lost": 0, "unscored": 0},
+        "expectations": [],
         "accuracy_matrix": matrix,
         "acc": 0.6,
         "bwt": -0.4,
@@ -59,17 +102,34 @@ def _report() -> dict[str, Any]:
         "replica_versions": {"r": 3},
         "swap_staleness_ms": {"p50": 5.0, "p99": 9.0},
         "swaps": swaps,
-        "rollbacks": [{"previous": 4, "version": 3, "trigger": "manual", "reason": "test"}],
+        "rollbacks": [
+            {
+                "generation": 5,
+                "version": 3,
+                "previous": 4,
+                "at": t0 + 9.5,
+                "kind": "rollback",
+                "trigger": "manual",
+                "reason": "test",
+            }
+        ],
         "timeline": timeline,
         "chaos": [{"at": t0 + 7.0, "kind": "burst", "position": 350}],
         "requests": {
             "count": 200,
             "errors": 4,
+            "by_status": {"200": 196, "503": 4},
+            "retried": 0,
+            "retried_by_reason": {},
             "latency_ms": {"p50": 8.0, "p99": 11.0},
             "versions_seen": [1],
             "samples": samples,
         },
     }
+
+
+def test_the_fixture_is_a_valid_report() -> None:
+    assert RunReport.model_validate(_report()).acc == 0.6
 
 
 def test_forgetting_per_task_from_the_matrix() -> None:
