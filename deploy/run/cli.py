@@ -202,7 +202,6 @@ def _choices(model: type[Any], field: str) -> click.Choice:
 def run_command(
     ctx: click.Context, scenario: str, strategies: tuple[str, ...], ingress: str, linger: float, **flags: Any
 ) -> int:
-    prepare_local_ray(ingress, flags["address"])
     base = load_scenario(scenario)
     overrides = {
         path: flags.pop(flag.removeprefix("--").replace("-", "_")) for path, flag in SCENARIO_FLAGS.items()
@@ -227,6 +226,7 @@ def run_command(
             binary()  # before anything starts
         except PrometheusError as exc:
             raise UserError(f"--prometheus: {exc}") from None
+    prepare_local_ray(ingress, flags["address"])  # everything is checked: now Ray may be imported
     if not verbose:
         import ray.serve  # configures its driver logger at INFO on import: quieten it afterwards
 

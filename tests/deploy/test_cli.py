@@ -1,4 +1,6 @@
-"""CLI errors: one line, exit code 2, nothing started (these run the real console script)."""
+"""CLI errors: one line, exit code 2, nothing started. Most cases call the CLI's ``main`` in this
+process (each argument is checked before anything starts or imports Ray); the rest run the real
+console script in a subprocess."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from olsim.deploy.cli import main
 from olsim.deploy.scenario.spec import builtin_names
 from olsim.learner.strategies import STRATEGIES
 
@@ -74,13 +77,22 @@ GE = "Input should be greater than or equal to"  # pydantic's words: the models 
         (["run", "split-digits", "--nope"], "No such option '--nope'"),
     ],
 )
-def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
-    r = _olsim(
-        *args, *(["--report-dir", str(tmp_path / "out")] if args[:1] == ["run"] and len(args) > 1 else [])
+def test_bad_arguments_exit_2_with_one_line(
+    args: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = ["--report-dir", str(tmp_path / "out")] if args[:1] == ["run"] and len(args) > 1 else []
+    assert main([*args, *out]) == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_console_script_reports_a_bad_argument_the_same_way(tmp_path: Path) -> None:
+    r = _olsim("run", "split-digits", "--seed", "-1", "--report-dir", str(tmp_path / "out"))
+    assert (
+        r.returncode == 2 and r.stderr == "olsim: error: --seed: Input should be greater than or equal to 0\n"
     )
-    assert r.returncode == 2, r.stderr
-    assert needle in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -158,9 +170,9 @@ def test_help_answers_without_loading_torch_or_ray() -> None:
         ),
     ],
 )
-def test_every_command_has_help(command: list[str]) -> None:
-    r = _olsim(*command, "--help")
-    assert r.returncode == 0 and r.stdout.startswith(f"Usage: olsim {' '.join(command)}"), r.stderr
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*command, "--help"]) == 0
+    assert capsys.readouterr().out.startswith(f"Usage: olsim {' '.join(command)}")
 
 
 def test_olsim_alone_prints_its_help_and_exits_2() -> None:
