@@ -31,7 +31,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 import click
 from pydantic import BaseModel, ValidationError
 
-from olsim.deploy.errors import UserError
+from olsim.deploy.errors import UserError, validation_line
 
 M = TypeVar("M", bound=BaseModel)
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -76,15 +76,17 @@ def validated(model: type[M], values: Mapping[str, Any], flags: Mapping[str, str
     try:
         return model(**values)
     except ValidationError as exc:
-        raise UserError(one_line(exc, flags)) from None
+        raise UserError(validation_line(exc, flags)) from None
 
 
-def one_line(exc: ValidationError, flags: Mapping[str, str]) -> str:
-    """The first error of ``exc`` as ``--flag: message`` (the field path when no flag names it)."""
-    err = exc.errors()[0]
-    path = ".".join(str(p) for p in err["loc"])
-    where = flags.get(path, path)
-    return f"{where}: {err['msg']}" if where else str(err["msg"])
+def by_field(flags: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """The value of each field's flag: ``names`` maps field -> flag, ``flags`` holds click's values
+    (keyed by the flag's parameter name).
+
+    >>> by_field({"duration": 5.0, "report_dir": "out"}, {"duration_s": "--duration", "out": "--report-dir"})
+    {'duration_s': 5.0, 'out': 'out'}
+    """
+    return {field: flags[flag.removeprefix("--").replace("-", "_")] for field, flag in names.items()}
 
 
 def ingress_option(multiple: bool = False) -> Decorator:

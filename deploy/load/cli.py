@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from olsim.deploy.cli_options import field_option, ingress_option, prepare_local_ray, validated
+from olsim.deploy.cli_options import by_field, field_option, ingress_option, prepare_local_ray, validated
 from olsim.deploy.load.session import LoadOptions
 from olsim.deploy.scenario.spec import load_scenario
 
@@ -53,8 +53,7 @@ FLAGS = {  # LoadOptions field -> flag
 def load_command(ingress: str, **flags: Any) -> int:
     if flags["url"] is not None and flags["scenario"] is not None:
         raise click.UsageError("--url and --scenario exclude each other (--scenario starts an olsim)")
-    values = {field: flags[flag.removeprefix("--").replace("-", "_")] for field, flag in FLAGS.items()}
-    values = {k: v for k, v in values.items() if v is not None}
+    values = {k: v for k, v in by_field(flags, FLAGS).items() if v is not None}
     if "url" in values:
         values["url"] = values["url"].rstrip("/")
     opts = validated(LoadOptions, values, FLAGS)

@@ -11,11 +11,9 @@ import click
 @click.argument("directory", metavar="DIR", type=click.Path(path_type=Path))
 def report_command(directory: Path) -> int:
     from olsim.deploy.report.model import load_report
-    from olsim.deploy.report.render import render_text, write_html
+    from olsim.deploy.report.render import write_renderings
 
     report = load_report(directory).model_dump(mode="json", exclude_unset=True)
-    text = render_text(report)
-    html = write_html(report, directory)
-    (directory / "report.txt").write_text(text)
+    html = write_renderings(report, directory)
     click.echo(f"wrote {html}, {directory / 'report.txt'} and {directory / 'plots'}/")
     return 0

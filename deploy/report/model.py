@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from olsim.deploy.errors import UserError
+from olsim.deploy.errors import UserError, first_line, validation_line
 
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "report.schema.json"  # the repository's docs/
 
@@ -221,13 +221,8 @@ def load_report(path: str | Path) -> RunReport:
     except FileNotFoundError:
         raise UserError(f"{p} not found (give the directory `olsim run --report-dir` wrote)") from None
     except (OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if not isinstance(exc, ValidationError) else _first_error(exc)
+        first = validation_line(exc) if isinstance(exc, ValidationError) else first_line(exc)
         raise UserError(f"{p} is not an olsim report: {first}") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    e = exc.errors()[0]
-    return f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}"
 
 
 def schema_text() -> str:

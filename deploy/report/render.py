@@ -342,3 +342,9 @@ def write_html(report: dict[str, Any], out: Path) -> Path:
     path = out / "report.html"
     path.write_text(render_html(report, write_plots(report, out)))
     return path
+
+
+def write_renderings(report: dict[str, Any], out: Path) -> Path:
+    """``out/report.txt`` and ``out/report.html`` with its plots; returns the page's path."""
+    (out / "report.txt").write_text(render_text(report))
+    return write_html(report, out)

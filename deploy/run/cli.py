@@ -6,7 +6,6 @@ validated by the scenario's own models; run settings are :class:`RunOptions` fie
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -18,19 +17,20 @@ from pydantic import ValidationError
 
 from olsim.deploy.cli_options import (
     Variadic,
+    by_field,
     field_option,
     ingress_option,
     many,
-    one_line,
     prepare_local_ray,
     validated,
 )
-from olsim.deploy.errors import UserError
+from olsim.deploy.errors import UserError, validation_line
 from olsim.deploy.run.options import RunOptions
 from olsim.deploy.scenario.spec import Scenario, ScenarioError, builtin_names, load_scenario
 from olsim.learner.config import LearnerConfig
 from olsim.learner.gate import GateConfig
 from olsim.learner.strategies import STRATEGIES
+from olsim.serving.config import ServeConfig
 
 EXPECTATION_FAILED = 3  # the run finished but an outcome its scenario promised did not hold
 
@@ -77,7 +77,7 @@ def with_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(one_line(exc, SCENARIO_FLAGS)) from None
+        raise ScenarioError(validation_line(exc, SCENARIO_FLAGS)) from None
 
 
 class ProgressLine:
@@ -118,12 +118,6 @@ def expectations_exit(report: dict[str, Any]) -> int:
     return EXPECTATION_FAILED if failed else 0
 
 
-def _choices(model: type[Any], field: str) -> click.Choice:
-    from typing import get_args
-
-    return click.Choice([str(a) for a in get_args(model.model_fields[field].annotation)])
-
-
 @click.command(
     "run",
     cls=Variadic,
@@ -140,7 +134,7 @@ def _choices(model: type[Any], field: str) -> click.Choice:
     metavar="NAME",
     help=f"override the scenario's strategy; several: one run each ({', '.join(sorted(STRATEGIES))})",
 )
-@click.option("--seed", type=int, help="override the scenario's seed")
+@field_option(Scenario, "seed", "--seed", default=None, help="override the scenario's seed")
 @field_option(RunOptions, "duration_s", "--duration", metavar="S")
 @field_option(RunOptions, "report_dir", "--report-dir", metavar="DIR")
 @field_option(
@@ -149,47 +143,40 @@ def _choices(model: type[Any], field: str) -> click.Choice:
 @ingress_option()
 @field_option(RunOptions, "metrics_host", "--metrics-host")
 @field_option(RunOptions, "metrics_port", "--metrics-port")
-@click.option("--serve-port", type=int, help="Serve HTTP port (default: the scenario's, 8000)")
+@field_option(
+    ServeConfig, "port", "--serve-port", default=None, help="Serve HTTP port (default: the scenario's, 8000)"
+)
 @field_option(RunOptions, "ray_metrics_port", "--ray-metrics-port")
 @field_option(RunOptions, "prometheus", "--prometheus")
 @field_option(RunOptions, "prometheus_port", "--prometheus-port")
 @field_option(RunOptions, "scrape_interval_s", "--scrape-interval", metavar="S")
-@click.option(
-    "--publish-every",
-    type=int,
-    metavar="N",
-    help=LearnerConfig.model_fields["publish_every"].description,
-)
-@click.option(
+@field_option(LearnerConfig, "publish_every", "--publish-every", default=None, metavar="N")
+@field_option(
+    LearnerConfig,
+    "boundaries",
     "--boundaries",
-    type=_choices(LearnerConfig, "boundaries"),
+    default=None,
     help="announced: strategies hear task ends; detected: task-free, a drift detector decides",
 )
-@click.option(
+@field_option(
+    LearnerConfig,
+    "device",
     "--device",
-    type=_choices(LearnerConfig, "device"),
+    default=None,
     help=(
         "where the learner trains (default: the scenario's; auto: CUDA only when a step is big "
         "enough to pay for it, see docs/cluster.md)"
     ),
 )
-@click.option(
+@field_option(
+    GateConfig,
+    "mode",
     "--gate",
-    type=_choices(GateConfig, "mode"),
+    default=None,
     help="on: reject candidates that forget beyond the budget; off: serve them (watch forgetting live)",
 )
-@click.option(
-    "--forgetting-budget",
-    type=float,
-    metavar="F",
-    help=GateConfig.model_fields["forgetting_budget"].description,
-)
-@click.option(
-    "--rollback-floor",
-    type=float,
-    metavar="F",
-    help=GateConfig.model_fields["rollback_floor"].description,
-)
+@field_option(GateConfig, "forgetting_budget", "--forgetting-budget", default=None, metavar="F")
+@field_option(GateConfig, "rollback_floor", "--rollback-floor", default=None, metavar="F")
 @field_option(RunOptions, "load_rps", "--load-rps")
 @click.option(
     "--linger",
@@ -203,12 +190,10 @@ def run_command(
     ctx: click.Context, scenario: str, strategies: tuple[str, ...], ingress: str, linger: float, **flags: Any
 ) -> int:
     base = load_scenario(scenario)
-    overrides = {
-        path: flags.pop(flag.removeprefix("--").replace("-", "_")) for path, flag in SCENARIO_FLAGS.items()
-    }
+    overrides = by_field(flags, SCENARIO_FLAGS)
     names = list(dict.fromkeys(strategies)) or [base.learner.strategy.kind]
     scenarios = [with_overrides(base.with_strategy(n), overrides) for n in names]
-    values = {field: flags[flag.removeprefix("--").replace("-", "_")] for field, flag in RUN_FLAGS.items()}
+    values = by_field(flags, RUN_FLAGS)
     verbose = bool(ctx.find_root().params.get("verbose"))
     opts = validated(RunOptions, {**values, "ray_logs": verbose}, RUN_FLAGS)
     if flags["address"] is None:  # this machine's devices decide; a cluster's placement is the user's
@@ -233,11 +218,12 @@ def run_command(
         for name in ("ray", ray.serve.__name__):
             logging.getLogger(name).setLevel(logging.WARNING)
     if len(scenarios) == 1:
-        return _run_one(scenarios[0], opts, linger)
+        return _run_one(scenarios[0], opts, linger)[0]
     return _run_several(scenarios, opts, linger)
 
 
-def _run_one(scenario: Scenario, opts: RunOptions, linger: float) -> int:
+def _run_one(scenario: Scenario, opts: RunOptions, linger: float) -> tuple[int, dict[str, Any]]:
+    """Run ``scenario``, print its report; (exit code, report)."""
     from olsim.deploy.report.render import render_text
     from olsim.deploy.run.driver import run
 
@@ -260,7 +246,7 @@ def _run_one(scenario: Scenario, opts: RunOptions, linger: float) -> int:
     click.echo(f"report: {Path(opts.report_dir) / 'report.json'}")
     if report.get("admin_token_file"):
         click.echo(f"admin token (for /admin routes): {report['admin_token_file']}")
-    return expectations_exit(report)
+    return expectations_exit(report), report
 
 
 def _run_several(scenarios: list[Scenario], opts: RunOptions, linger: float) -> int:
@@ -278,8 +264,9 @@ def _run_several(scenarios: list[Scenario], opts: RunOptions, linger: float) -> 
             click.echo(f"== {label} ({i + 1} of {len(scenarios)})", err=True)
             last = i == len(scenarios) - 1
             one = opts.model_copy(update={"report_dir": opts.report_dir / label})
-            code = max(code, _run_one(s, one, linger if last else 0.0))
-            runs.append((label, json.loads((one.report_dir / "report.json").read_text())))
+            status, report = _run_one(s, one, linger if last else 0.0)
+            code = max(code, status)
+            runs.append((label, report))
     finally:
         if started:
             ray.shutdown()

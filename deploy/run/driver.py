@@ -427,11 +427,10 @@ def _write(report: dict[str, Any], out: Path) -> dict[str, Any]:
     import json
 
     from olsim.deploy.report.model import checked
-    from olsim.deploy.report.render import render_text, write_html
+    from olsim.deploy.report.render import write_renderings
 
     report = checked(report)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    (out / "report.txt").write_text(render_text(report))
-    write_html(report, out)
+    write_renderings(report, out)
     return report
