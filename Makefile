@@ -42,7 +42,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy olsim tests conftest.py
+	$(BIN)/mypy olsim tests conftest.py examples
 
 unit: setup system
 	$(BIN)/pytest -q -m "not integration"

@@ -31,9 +31,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
-from olsim.deploy.run.actors import start_evaluator_actor, start_learner_actor, start_registry_actor
+from olsim.deploy.run.actors import (
+    plugin_env,
+    start_evaluator_actor,
+    start_learner_actor,
+    start_registry_actor,
+)
 from olsim.deploy.run.cluster import NAMESPACE
 from olsim.deploy.run.options import TOKEN_ENV
+from olsim.deploy.scenario.plugins import resolve
 from olsim.deploy.scenario.spec import Placement, Scenario, load_scenario
 from olsim.learner.actors.names import ActorName
 
@@ -77,7 +83,7 @@ class LearningAppArgs(BaseModel):
             s = s.model_copy(update={"seed": self.seed})
         if self.placement is not None:
             s = s.model_copy(update={"placement": self.placement})
-        return s
+        return resolve(s)
 
     def state(self) -> Path:
         return Path(self.state_dir or Path(tempfile.gettempdir()) / self.name).resolve()
@@ -161,7 +167,14 @@ def build(args: LearningAppArgs) -> Application:
     scenario = args.load()
     start_actors(args, scenario)
     token = os.environ.get(TOKEN_ENV) or None  # admin routes only with a token in the environment
-    return build_app(f"{args.name}-registry", NAMESPACE, scenario.learner.model, scenario.serving, token)
+    return build_app(
+        f"{args.name}-registry",
+        NAMESPACE,
+        scenario.learner.model,
+        scenario.serving,
+        token,
+        runtime_env=plugin_env(scenario),
+    )
 
 
 def stop(name: str = "olsim-serve") -> list[str]:

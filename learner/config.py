@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from olsim.learner.device import Device
 from olsim.learner.drift import DriftConfig
@@ -15,6 +15,14 @@ from olsim.learner.trainer import OptimizerConfig
 
 class LearnerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_means_kind_import(cls, data: Any) -> Any:
+        strategy = data.get("strategy") if isinstance(data, dict) else None
+        if isinstance(strategy, dict) and "import" in strategy and "kind" not in strategy:
+            return {**data, "strategy": {**strategy, "kind": "import"}}
+        return data
 
     model: ModelSpec = ModelSpec()
     optimizer: OptimizerConfig = OptimizerConfig()

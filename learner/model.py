@@ -1,93 +1,136 @@
-"""The served and trained network: a plain ``nn.Module`` with no I/O."""
+"""The served and trained network: the built-in MLP, or users' own ``nn.Module`` from a factory.
+
+A :class:`ModelSpec` says how to build the network; every process that needs it (the learner, the
+gate, the evaluator, each replica) builds it from the spec, and a snapshot's weights only load into
+a network built from the same spec. A factory named by ``import`` is called as
+``factory(in_features=..., n_classes=..., **args)`` and returns a module whose ``forward(x)`` maps
+a float tensor (B, in_features) to logits (B, n_classes); an ``embed(x)`` method, if it has one,
+gives strategies that need features (kNN over network embeddings) the network's own.
+"""
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 from torch import nn
+
+from olsim.learner.adapters import add_adapters
+from olsim.stream.plugin import ImportRef, PluginError, call, check_path
+
+_SPEC = "olsim_spec"  # attribute of a built network: the spec it was built from
 
 
 class ModelSpec(BaseModel):
-    """Architecture of the network; a snapshot only loads into a model built from the same spec."""
+    """Architecture of the network; a snapshot only loads into a model built from the same spec.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    ``in_features`` and ``n_classes`` follow from the scenario's tasks (a scenario fills them in).
 
-    kind: str = "mlp"
+    >>> ModelSpec.model_validate({"import": "olsim.learner.model:mlp", "args": {"hidden": 8}}).kind
+    'import'
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+    kind: Literal["mlp", "import"] = Field("mlp", description="mlp: the built-in MLP; import: a factory")
+    factory: str | None = Field(
+        None, alias="import", description="'package.module:factory' returning an nn.Module (kind: import)"
+    )
+    args: dict[str, JsonValue] = Field(default_factory=dict, description="the factory's keyword arguments")
     in_features: int = Field(64, ge=1)
-    hidden: int = Field(256, ge=1)
+    hidden: int = Field(256, ge=1, description="the built-in MLP's hidden width")
     n_classes: int = Field(10, ge=2)
     adapters: int = Field(0, ge=0, description="per-task low-rank adapter sets (parameter isolation)")
     lora_rank: int = Field(8, ge=1)
     lora_scale: float = Field(8.0, gt=0, description="adapter output multiplier (LoRA's alpha / r)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_means_kind_import(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("import") is not None and "kind" not in data:
+            return {**data, "kind": "import"}
+        return data
+
+    @field_validator("factory", mode="before")
+    @classmethod
+    def _importable(cls, value: object) -> object:
+        return None if value is None else check_path(value)
+
+    @model_validator(mode="after")
+    def _kind_matches(self) -> ModelSpec:
+        if self.kind == "import" and self.factory is None:
+            raise ValueError("kind import needs import: 'package.module:factory'")
+        if self.kind == "mlp" and (self.factory is not None or self.args):
+            raise ValueError("import and args name a model factory: leave out kind (or give kind: import)")
+        return self
+
+    @property
+    def plugin(self) -> ImportRef | None:
+        return None if self.factory is None else ImportRef(target=self.factory, args=self.args)
 
 
 class MLP(nn.Module):
     """Two-layer perceptron, ``in_features -> hidden -> n_classes``.
 
     >>> _ = torch.manual_seed(0)
-    >>> m = MLP(ModelSpec(in_features=4, hidden=8, n_classes=3))
-    >>> m(torch.zeros(2, 4)).shape
+    >>> MLP(4, 8, 3)(torch.zeros(2, 4)).shape
     torch.Size([2, 3])
     """
 
-    active: torch.Tensor  # buffers, present when spec.adapters > 0
-    base_frozen: torch.Tensor
-
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, in_features: int, hidden: int, n_classes: int) -> None:
         super().__init__()
-        self.spec = spec
-        self.fc1 = nn.Linear(spec.in_features, spec.hidden)
-        self.fc2 = nn.Linear(spec.hidden, spec.n_classes)
-        n, r = spec.adapters, spec.lora_rank
-        if n:
-            # LoRA (Hu et al. 2021) per task t: W + A[t] @ B[t], rank r; B starts at zero. One Parameter
-            # per task and matrix, so an inactive task's adapters get no gradient at all (with one
-            # stacked tensor, Adam's momentum would keep moving old tasks' slices).
-            def mats(rows: int, cols: int, zero: bool) -> nn.ParameterList:
-                return nn.ParameterList(
-                    nn.Parameter(torch.zeros(rows, cols) if zero else torch.randn(rows, cols) / rows**0.5)
-                    for _ in range(n)
-                )
-
-            self.a1 = mats(spec.in_features, r, zero=False)
-            self.b1 = mats(r, spec.hidden, zero=True)
-            self.a2 = mats(spec.hidden, r, zero=False)
-            self.b2 = mats(r, spec.n_classes, zero=True)
-            self.register_buffer("active", torch.zeros((), dtype=torch.long))  # adapter being trained
-            # 1 once the base is frozen: it then enters the graph detached and gets no gradient. A buffer,
-            # not requires_grad, so the freeze travels with state_dict() like the weights do.
-            self.register_buffer("base_frozen", torch.zeros((), dtype=torch.long))
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.fc2 = nn.Linear(hidden, n_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.fc1(x))  # (B, hidden)
 
-    def forward(self, x: torch.Tensor, task: int | None = None) -> torch.Tensor:
-        if not self.spec.adapters:
-            return self.fc2(self.embed(x))  # (B, n_classes) logits
-        t = int(self.active) if task is None else task
-        if not 0 <= t < self.spec.adapters:
-            raise ValueError(f"task {t} out of range: the model has {self.spec.adapters} adapters")
-        fc1, fc2 = (self.fc1, self.fc2)
-        if int(self.base_frozen):
-            base1 = nn.functional.linear(x, fc1.weight.detach(), fc1.bias.detach())
-        else:
-            base1 = fc1(x)
-        k = self.spec.lora_scale
-        h = torch.relu(base1 + k * (x @ self.a1[t]) @ self.b1[t])  # (B, hidden)
-        base2 = (
-            nn.functional.linear(h, fc2.weight.detach(), fc2.bias.detach())
-            if int(self.base_frozen)
-            else fc2(h)
-        )
-        return base2 + k * (h @ self.a2[t]) @ self.b2[t]  # (B, n_classes)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.embed(x))  # (B, n_classes) logits
 
 
-def build_model(spec: ModelSpec, seed: int | None = None) -> MLP:
-    """Build a model; with ``seed`` its initial weights are reproducible."""
-    if spec.kind != "mlp":
-        raise ValueError(f"unknown model kind {spec.kind!r}; valid: mlp")
+def mlp(in_features: int, n_classes: int, hidden: int = 256) -> MLP:
+    """The built-in MLP as a factory (the contract every model factory follows)."""
+    return MLP(in_features, hidden, n_classes)
+
+
+def _build(spec: ModelSpec) -> nn.Module:
+    ref = spec.plugin
+    if ref is None:
+        net: nn.Module = MLP(spec.in_features, spec.hidden, spec.n_classes)
+    else:
+        net = call(ref, "learner.model", in_features=spec.in_features, n_classes=spec.n_classes)
+        if not isinstance(net, nn.Module):
+            raise PluginError(
+                f"learner.model: {ref.target} returned a {type(net).__name__}, not a torch.nn.Module"
+            )
+    if spec.adapters:
+        try:
+            add_adapters(net, spec.adapters, spec.lora_rank, spec.lora_scale)
+        except ValueError as exc:
+            raise PluginError(f"learner.model: {exc}") from None
+    setattr(net, _SPEC, spec)
+    return net
+
+
+def build_model(spec: ModelSpec, seed: int | None = None) -> nn.Module:
+    """Build a model; with ``seed`` its initial weights are reproducible.
+
+    >>> net = build_model(ModelSpec(in_features=4, hidden=8, n_classes=3), seed=0)
+    >>> spec_of(net).hidden, type(net).__name__
+    (8, 'MLP')
+    """
     if seed is None:
-        return MLP(spec)
+        return _build(spec)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return MLP(spec)
+        return _build(spec)
+
+
+def spec_of(model: nn.Module) -> ModelSpec:
+    """The spec ``model`` was built from (by :func:`build_model`)."""
+    spec = model.__dict__.get(_SPEC)
+    if not isinstance(spec, ModelSpec):
+        raise TypeError("model was not built by olsim.learner.model.build_model (it has no ModelSpec)")
+    return spec

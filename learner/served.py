@@ -12,6 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from olsim.learner.adapters import adapter_count, adapter_task
+from olsim.learner.model import spec_of
+
 KNN_X, KNN_Y, KNN_K, KNN_EMBED = "knn.x", "knn.y", "knn.k", "knn.embed"
 ROUTE_PROTOS, ROUTE_TASKS = "route.protos", "route.tasks"
 
@@ -31,20 +34,16 @@ class ServedModel(nn.Module):
         super().__init__()
         self.net = net.eval()
         extras = extras or {}
-        spec = getattr(net, "spec", None)
-        self.adapters = int(getattr(spec, "adapters", 0))
+        self.adapters = adapter_count(net)
         self.protos: torch.Tensor | None = None
         if ROUTE_PROTOS in extras:
             self.protos = nn.functional.normalize(extras[ROUTE_PROTOS].float(), dim=1)  # (P, n_features)
             self.proto_tasks: torch.Tensor = extras[ROUTE_TASKS].long()  # (P,)
-        self.n_classes = int(getattr(spec, "n_classes", 0))
+        self.n_classes = spec_of(net).n_classes
         self.knn = KNN_X in extras
         if self.knn:
             self.k = int(extras[KNN_K].reshape(-1)[0])
             self.use_net = bool(int(extras.get(KNN_EMBED, torch.ones(1)).reshape(-1)[0]))
-            self.n_classes = int(
-                getattr(getattr(net, "spec", None), "n_classes", int(extras[KNN_Y].max()) + 1)
-            )
             self.mem_y: torch.Tensor = extras[KNN_Y].long()  # (M,)
             with torch.no_grad():
                 self.mem_keys: torch.Tensor = self._embed(extras[KNN_X].float())  # (M, D), unit rows
@@ -68,12 +67,14 @@ class ServedModel(nn.Module):
         if not self.adapters:
             return self.net(x)  # (B, n_classes)
         if task is not None:
-            return self.net(x, task=task)
+            with adapter_task(task):
+                return self.net(x)
         tasks = self.route(x)
         out = torch.empty(len(x), self.n_classes)
         for t in torch.unique(tasks).tolist():
             rows = tasks == t
-            out[rows] = self.net(x[rows], task=t)
+            with adapter_task(t):
+                out[rows] = self.net(x[rows])
         return out
 
     def _vote(self, x: torch.Tensor) -> torch.Tensor:

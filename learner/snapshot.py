@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from olsim.learner.model import ModelSpec, build_model
+from olsim.learner.model import ModelSpec, build_model, spec_of
 from olsim.learner.served import ServedModel
 
 
@@ -38,7 +38,7 @@ def checksum(tensors: dict[str, np.ndarray]) -> str:
 class Snapshot:
     """Exported weights of one model state.
 
-    >>> from olsim.learner.model import ModelSpec, build_model
+    >>> from olsim.learner.model import ModelSpec, build_model, spec_of
     >>> spec = ModelSpec(in_features=4, hidden=8, n_classes=3)
     >>> snap = Snapshot.from_model(build_model(spec, seed=0), task=0, step=5)
     >>> twin = build_model(spec, seed=1); snap.load_into(twin)
@@ -56,9 +56,7 @@ class Snapshot:
     def from_model(
         cls, model: nn.Module, extras: dict[str, np.ndarray] | None = None, **meta: float | int | str | bool
     ) -> Snapshot:
-        spec = getattr(model, "spec", None)
-        if not isinstance(spec, ModelSpec):
-            raise TypeError("model has no ModelSpec in .spec")
+        spec = spec_of(model)
         tensors = {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
         extras = {k: np.array(v, copy=True) for k, v in (extras or {}).items()}
         return cls(

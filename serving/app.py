@@ -6,6 +6,7 @@ and Serve's ingress wrapper rebuilds the methods where string annotations no lon
 
 import logging
 import os
+from typing import Any
 
 import torch
 from fastapi import FastAPI, HTTPException, Request, Response
@@ -183,10 +184,12 @@ def build_app(
     config: ServeConfig,
     admin_token: str | None = None,
     user_config: dict[str, int] | None = None,
+    runtime_env: dict[str, Any] | None = None,
 ) -> Application:
     """The Serve application; ``admin_token`` (at least 16 characters) enables the ``/admin`` routes
     (bearer auth).
 
+    ``runtime_env``: Ray's, for each replica (a scenario's plugin code travels in it).
     ``user_config`` matters only with ``updates: reconfigure``: changing it makes Serve call
     :meth:`Predictor.reconfigure` on every replica.
     """
@@ -197,7 +200,11 @@ def build_app(
         "max_ongoing_requests": config.max_ongoing_requests,
         "max_queued_requests": config.max_queued_requests,
         "backpressure_config": BackpressureConfig(status_code=503, retry_after_s=config.retry_after_s),
-        "ray_actor_options": {"num_cpus": config.num_cpus, "resources": dict(config.resources)},
+        "ray_actor_options": {
+            "num_cpus": config.num_cpus,
+            "resources": dict(config.resources),
+            **({"runtime_env": runtime_env} if runtime_env else {}),
+        },
     }
     if config.max_replicas_per_node is not None:
         options["max_replicas_per_node"] = config.max_replicas_per_node

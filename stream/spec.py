@@ -11,8 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from olsim.stream.chaos import Burst, Chaos, Stall
 from olsim.stream.delivery import Delivery
 from olsim.stream.events import TaskStream
-from olsim.stream.tasks import Task, TaskKind, build_tasks
+from olsim.stream.plugin import ImportRef
+from olsim.stream.tasks import N_CLASSES, Task, TaskKind, build_tasks, tasks_from_source
 
+DEFAULT_TASKS = 5  # of a built-in task set, when n_tasks is not given
 Source = TaskStream | Delivery  # what a learner consumes: the clean stream, or it delivered under chaos
 
 
@@ -57,8 +59,18 @@ class StreamSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tasks: TaskKind = "split-digits"
-    n_tasks: int = Field(5, ge=1, le=1000)
+    tasks: TaskKind | ImportRef = Field(
+        "split-digits",
+        description="a built-in task set, or a task source {import: 'pkg.mod:factory', args: {...}} "
+        "called as factory(seed=..., **args)",
+    )
+    n_tasks: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="tasks to use; unset: 5 of a built-in set, every task a task source returns (set: its "
+        "first n_tasks)",
+    )
     epochs: int = Field(10, ge=1, description="shuffled passes over each task's training split")
     rate: float | None = Field(
         400.0, gt=0, description="events per second; null = as fast as the learner goes"
@@ -76,25 +88,57 @@ class StreamSpec(BaseModel):
             return self
         if not seq:
             raise ValueError("sequence: give at least one task")
-        if bad := [t for t in seq if not 0 <= t < self.n_tasks]:
+        if not self.n_tasks_known:
+            return self  # checked once the task source is built
+        if bad := [t for t in seq if not 0 <= t < self.task_count]:
             raise ValueError(
-                f"sequence: tasks {bad} out of range 0..{self.n_tasks - 1} (n_tasks={self.n_tasks})"
+                f"sequence: tasks {bad} out of range 0..{self.task_count - 1} (n_tasks={self.task_count})"
             )
         if any(a == b for a, b in pairwise(seq)):
             raise ValueError("sequence: the same task twice in a row is one segment (raise epochs instead)")
         return self
 
     @property
+    def plugin(self) -> ImportRef | None:
+        """The task source, when the tasks come from users' code."""
+        return self.tasks if isinstance(self.tasks, ImportRef) else None
+
+    @property
+    def n_tasks_known(self) -> bool:
+        """False for a task source whose task count comes from what it returns (not built yet)."""
+        return self.plugin is None or self.n_tasks is not None
+
+    @property
+    def task_count(self) -> int:
+        """How many tasks the scenario has (a task source's count is known once it has run)."""
+        if self.n_tasks is not None:
+            return self.n_tasks
+        if self.plugin is not None:
+            raise ValueError("the task source has not been called yet: its task count is unknown")
+        return DEFAULT_TASKS
+
+    def with_source_tasks(self, count: int) -> StreamSpec:
+        """This spec with ``n_tasks`` settled for a task source that returned ``count`` tasks."""
+        if self.n_tasks is not None and self.n_tasks > count:
+            raise ValueError(f"stream.n_tasks={self.n_tasks} but the task source returned {count} tasks")
+        return StreamSpec.model_validate({**self.model_dump(), "n_tasks": self.n_tasks or count})
+
+    @property
+    def builtin_classes(self) -> int | None:
+        """Classes of a built-in task set (None for a task source: they come from its labels)."""
+        return None if self.plugin is not None else N_CLASSES
+
+    @property
     def order(self) -> list[int]:
         """Dataset task numbers in the order the stream first visits them, then the unvisited ones."""
         first = list(dict.fromkeys(self.sequence or []))
-        return first + [t for t in range(self.n_tasks) if t not in first]
+        return first + [t for t in range(self.task_count) if t not in first]
 
     @property
     def segments(self) -> list[int]:
         """Each segment's task, renumbered by first appearance."""
         if self.sequence is None:
-            return list(range(self.n_tasks))
+            return list(range(self.task_count))
         order = self.order
         return [order.index(t) for t in self.sequence]
 
@@ -106,8 +150,14 @@ class StreamSpec(BaseModel):
 
     def build_tasks(self, seed: int) -> list[Task]:
         """The scenario's tasks, numbered in the order the stream first visits them."""
-        base = build_tasks(self.tasks, n_tasks=self.n_tasks, seed=seed)
-        return [replace(base[t], index=i) for i, t in enumerate(self.order)]
+        spec = self
+        if self.plugin is not None:
+            base = tasks_from_source(self.plugin, seed)
+            spec = self.with_source_tasks(len(base))
+            base = base[: spec.task_count]
+        else:
+            base = build_tasks(self.tasks, n_tasks=self.task_count, seed=seed)  # type: ignore[arg-type]
+        return [replace(base[t], index=i) for i, t in enumerate(spec.order)]
 
     def build(self, seed: int, tasks: list[Task] | None = None) -> Source:
         clean = TaskStream(

@@ -7,11 +7,14 @@ evaluator and the report). Held-out splits are never trained on.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+
+from olsim.stream.plugin import ImportRef, PluginError, call
 
 TaskKind = Literal["split-digits", "permuted-digits", "synthetic"]
 N_FEATURES = 64  # 8x8 digits, flattened
@@ -38,6 +41,10 @@ class Task:
     train: Split
     val: Split
     test: Split
+
+    @property
+    def splits(self) -> tuple[Split, Split, Split]:
+        return self.train, self.val, self.test
 
 
 @cache
@@ -124,3 +131,96 @@ def build_tasks(
     else:
         raise ValueError(f"unknown task kind {kind!r}; valid: split-digits, permuted-digits, synthetic")
     return tasks
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """One task as a task source returns it: a name, inputs ``x`` (n, d) and integer labels ``y`` (n,).
+
+    ``split`` optionally says where each row goes: 0 train, 1 validation, 2 test. Without it olsim
+    splits the task itself, seeded and stratified by class, 60/20/20. A plain ``(name, x, y)`` tuple
+    or any object with ``name``, ``x`` and ``y`` attributes works as well.
+
+    >>> import numpy as np
+    >>> t = TaskData("blobs", np.zeros((10, 3)), np.arange(10) % 2)
+    >>> [len(s) for s in tasks_from_data([t], seed=0)[0].splits]
+    [6, 2, 2]
+    """
+
+    name: str
+    x: Any
+    y: Any
+    split: Any = None
+
+
+def _unpack(item: object, i: int) -> TaskData:
+    if isinstance(item, TaskData):
+        return item
+    if isinstance(item, tuple) and len(item) == 3:
+        return TaskData(*item)
+    if all(hasattr(item, a) for a in ("name", "x", "y")):
+        return TaskData(item.name, item.x, item.y, getattr(item, "split", None))  # type: ignore[attr-defined]
+    raise PluginError(
+        f"task {i}: a {type(item).__name__}, not a (name, x, y) tuple or an object with name, x and y"
+    )
+
+
+def _as_task(t: TaskData, i: int, rng: np.random.Generator, fractions: tuple[float, float]) -> Task:
+    where = f"task {i} ({t.name!r})" if isinstance(t.name, str) else f"task {i}"
+    if not isinstance(t.name, str) or not t.name:
+        raise PluginError(f"{where}: name must be a non-empty string, got {t.name!r}")
+    x, y = np.asarray(t.x), np.asarray(t.y)
+    if x.ndim != 2 or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise PluginError(f"{where}: x must be a 2-D numeric array (rows, features), got {x.dtype} {x.shape}")
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise PluginError(f"{where}: y must be a 1-D integer array of class labels, got {y.dtype} {y.shape}")
+    if len(x) != len(y) or len(y) == 0:
+        raise PluginError(f"{where}: x has {len(x)} rows and y {len(y)}: they must match and be non-empty")
+    x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise PluginError(f"{where}: x has {int((~np.isfinite(x)).sum())} non-finite values")
+    if y.min() < 0:
+        raise PluginError(f"{where}: labels must be >= 0, got {int(y.min())}")
+    y = y.astype(np.int64)
+    rows = np.arange(len(y))
+    if t.split is None:
+        tr, va, te = _split(x, y, rows, rng, fractions)
+    else:
+        split = np.asarray(t.split)
+        if split.shape != y.shape or not np.isin(split, (0, 1, 2)).all():
+            raise PluginError(f"{where}: split must give each row 0 (train), 1 (val) or 2 (test)")
+        tr, va, te = (Split(x[split == k], y[split == k], rows[split == k]) for k in (0, 1, 2))
+    for part, s in zip(("train", "val", "test"), (tr, va, te), strict=True):
+        if len(s) == 0:
+            raise PluginError(f"{where}: its {part} split is empty ({len(y)} rows)")
+    classes = tuple(int(c) for c in np.unique(y))
+    return Task(i, t.name, classes, tr, va, te)
+
+
+def tasks_from_data(
+    items: Iterable[object], seed: int, fractions: tuple[float, float] = (0.6, 0.2)
+) -> list[Task]:
+    """Check a task source's output and make :class:`Task` s of it (splitting where it did not)."""
+    if isinstance(items, str | bytes | dict) or not isinstance(items, Iterable):
+        raise PluginError(f"a task source returns a sequence of tasks, got {type(items).__name__}")
+    raw = [_unpack(item, i) for i, item in enumerate(items)]
+    if not raw:
+        raise PluginError("the task source returned no tasks")
+    rng = np.random.default_rng(seed)
+    tasks = [_as_task(t, i, rng, fractions) for i, t in enumerate(raw)]
+    widths = {t.train.x.shape[1] for t in tasks}
+    if len(widths) > 1:
+        raise PluginError(f"every task needs the same number of features, got {sorted(widths)}")
+    names = [t.name for t in tasks]
+    if len(set(names)) < len(names):
+        raise PluginError(f"task names must be unique, got {names}")
+    return tasks
+
+
+def tasks_from_source(source: ImportRef, seed: int) -> list[Task]:
+    """Call a task source ``factory(seed=..., **args)`` and check what it returns."""
+    items = call(source, "stream.tasks", seed=seed)
+    try:
+        return tasks_from_data(items, seed)
+    except PluginError as exc:
+        raise PluginError(f"stream.tasks: {source.target}: {exc}") from None

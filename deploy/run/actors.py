@@ -4,10 +4,13 @@ actor options (names, detached lifetime)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from olsim.deploy.run.cluster import SHIPPED
+from olsim.deploy.scenario.plugins import runtime_env
 from olsim.deploy.scenario.spec import Scenario
 from olsim.learner.gate import Gate, GateConfig
 from olsim.learner.model import ModelSpec
@@ -17,9 +20,27 @@ from olsim.stream.spec import StreamSpec
 RESTARTS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1}
 
 
-def _actor(cls: type, **options: Any) -> Any:
+def plugin_env(scenario: Scenario) -> dict[str, Any] | None:
+    """The ``runtime_env`` an actor or replica needs to import the scenario's plugin code, beyond
+    the job's: None when this process started or joined Ray with that code shipped (``connect_ray``),
+    else the code's folders on ``PYTHONPATH``, which holds on this machine only (Ray uploads local
+    folders only for a whole job, when ``ray.init`` starts it)."""
+    env = runtime_env(scenario)
+    paths = [] if env is None else [p for p in env["py_modules"] if p not in SHIPPED]
+    if not paths:
+        return None
+    dirs = dict.fromkeys(str(Path(p).parent) for p in paths)
+    inherited = os.environ.get("PYTHONPATH")
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join([*dirs, *([inherited] if inherited else [])])}}
+
+
+def _actor(cls: type, scenario: Scenario, **options: Any) -> Any:
+    """``cls`` as a Ray actor class with ``options``, able to import the scenario's plugin code."""
     import ray
 
+    env = plugin_env(scenario)
+    if env is not None:
+        options = {"runtime_env": env, **options}
     return ray.remote(cls).options(**options)
 
 
@@ -34,7 +55,7 @@ def start_registry_actor(scenario: Scenario, store: Path | None, gate: bool = Tr
         "resources": dict(s.placement.registry),
         **(RESTARTS if store is not None else {}),
     }
-    return _actor(RegistryActor, **{**base, **options}).remote(
+    return _actor(RegistryActor, s, **{**base, **options}).remote(
         gate=source, store=None if store is None else str(store.resolve())
     )
 
@@ -48,7 +69,7 @@ def start_evaluator_actor(
 
     s = scenario
     base = {"num_cpus": 0, "max_concurrency": 8, "resources": dict(s.placement.evaluator), **RESTARTS}
-    return _actor(EvaluatorActor, **{**base, **options}).remote(
+    return _actor(EvaluatorActor, s, **{**base, **options}).remote(
         s.stream, s.seed, registry, host, port, s.gate.rollback_floor, str(state.resolve())
     )
 
@@ -86,7 +107,7 @@ def start_learner_actor(
         "resources": dict(s.placement.learner),
         **RESTARTS,
     }
-    return _actor(LearnerActor, **{**base, **options}).remote(
+    return _actor(LearnerActor, s, **{**base, **options}).remote(
         s.stream, s.learner, s.seed, registry, evaluator, str(checkpoint.resolve()), holds
     )
 

@@ -26,6 +26,7 @@ from olsim.deploy.cli_options import (
 )
 from olsim.deploy.errors import UserError, validation_line
 from olsim.deploy.run.options import RunOptions
+from olsim.deploy.scenario.plugins import resolve, runtime_env
 from olsim.deploy.scenario.spec import Scenario, ScenarioError, builtin_names, load_scenario
 from olsim.learner.config import LearnerConfig
 from olsim.learner.gate import GateConfig
@@ -191,8 +192,9 @@ def run_command(
 ) -> int:
     base = load_scenario(scenario)
     overrides = by_field(flags, SCENARIO_FLAGS)
-    names = list(dict.fromkeys(strategies)) or [base.learner.strategy.kind]
-    scenarios = [with_overrides(base.with_strategy(n), overrides) for n in names]
+    names: list[str | None] = list(dict.fromkeys(strategies)) or [None]  # None: the scenario's own
+    scenarios = [with_overrides(base if n is None else base.with_strategy(n), overrides) for n in names]
+    scenarios = [resolve(s) for s in scenarios]  # users' code is checked before anything starts
     values = by_field(flags, RUN_FLAGS)
     verbose = bool(ctx.find_root().params.get("verbose"))
     opts = validated(RunOptions, {**values, "ray_logs": verbose}, RUN_FLAGS)
@@ -256,11 +258,13 @@ def _run_several(scenarios: list[Scenario], opts: RunOptions, linger: float) -> 
     from olsim.deploy.report.compare import render_text, write_compare
     from olsim.deploy.run.cluster import connect_ray
 
-    started = connect_ray(opts.address, opts.ray_metrics_port, ray_logs=opts.ray_logs)
+    started = connect_ray(  # the strategies differ, the plugin code (if any) does not
+        opts.address, opts.ray_metrics_port, ray_logs=opts.ray_logs, runtime_env=runtime_env(scenarios[0])
+    )
     code, runs = 0, list[tuple[str, dict[str, Any]]]()
     try:
         for i, s in enumerate(scenarios):
-            label = str(s.learner.strategy.kind)
+            label = s.strategy_name
             click.echo(f"== {label} ({i + 1} of {len(scenarios)})", err=True)
             last = i == len(scenarios) - 1
             one = opts.model_copy(update={"report_dir": opts.report_dir / label})

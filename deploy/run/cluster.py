@@ -38,12 +38,22 @@ def keep_ray_on_loopback() -> None:
     os.environ.setdefault(LOOPBACK_ENV, "0")
 
 
-def connect_ray(address: str | None, metrics_export_port: int = 0, ray_logs: bool = True) -> bool:
+SHIPPED: set[str] = set()  # local code this process gave Ray at the job level (every worker imports it)
+
+
+def connect_ray(
+    address: str | None,
+    metrics_export_port: int = 0,
+    ray_logs: bool = True,
+    runtime_env: dict[str, Any] | None = None,
+) -> bool:
     """Start a local Ray (or join ``address``) unless this process is connected to one already; True
     if this call started it. A local Ray is always a new one (never another Ray found running on this
     machine) and exports its metrics on ``metrics_export_port`` (0: a port Ray picks). Without
     ``ray_logs`` Ray's start-up warnings and its actors' and Serve's logs stay in Ray's log files
     (``/tmp/ray/session_latest/logs``) instead of this terminal; errors still reach the caller.
+    ``runtime_env`` (a scenario's plugin code, ``py_modules``) is shipped to every worker of the job,
+    on every node.
     """
     if address is None:
         keep_ray_on_loopback()
@@ -67,6 +77,7 @@ def connect_ray(address: str | None, metrics_export_port: int = 0, ray_logs: boo
             # quiet: not even Ray 2.60's start-up notice that token authentication is on
             logging_level=logging.WARNING if ray_logs else logging.ERROR,
             log_to_driver=ray_logs,
+            runtime_env=runtime_env,
             **local,
         )
     except Exception as exc:
@@ -80,6 +91,7 @@ def connect_ray(address: str | None, metrics_export_port: int = 0, ray_logs: boo
         raise RunError(
             f"cannot {'join Ray at ' + address if address else 'start Ray'}: {first}{hint}"
         ) from None
+    SHIPPED.update((runtime_env or {}).get("py_modules", []))
     return True
 
 

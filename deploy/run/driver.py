@@ -25,6 +25,7 @@ from olsim.deploy.run.options import RunError, RunOptions, resolve_token
 from olsim.deploy.run.stack import ServingStack
 from olsim.deploy.scenario.expect import check
 from olsim.deploy.scenario.faults import Injector, requests_around
+from olsim.deploy.scenario.plugins import resolve, runtime_env
 from olsim.deploy.scenario.spec import Scenario
 from olsim.learner.actors.names import ActorName
 
@@ -214,7 +215,7 @@ class Run:
         ev = get(self.evaluator.report.remote())
         report: dict[str, Any] = {
             "scenario": s.name,
-            "strategy": s.learner.strategy.kind,
+            "strategy": s.strategy_name,
             "seed": s.seed,
             "run_id": self.run_id,
             "started_at": self.t_start,
@@ -391,8 +392,11 @@ def run(
     """
     import ray
 
+    scenario = resolve(scenario)  # settles what the tasks decide; checks users' code (cheap if done)
     check_faults(scenario)
-    started_ray = connect_ray(opts.address, opts.ray_metrics_port, ray_logs=opts.ray_logs)
+    started_ray = connect_ray(
+        opts.address, opts.ray_metrics_port, ray_logs=opts.ray_logs, runtime_env=runtime_env(scenario)
+    )
     r = Run(scenario, opts)
     try:
         r.start()

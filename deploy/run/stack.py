@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from olsim.deploy.run.actors import start_registry_actor
+from olsim.deploy.run.actors import plugin_env, start_registry_actor
 from olsim.deploy.run.cluster import NAMESPACE, get
 from olsim.deploy.scenario.spec import Scenario
 
@@ -58,7 +58,13 @@ class ServingStack:
             logging_config={"log_level": "WARNING"},
         )
         app = build_app(
-            self.registry_name, NAMESPACE, self.scenario.learner.model, cfg, self.admin_token, user_config
+            self.registry_name,
+            NAMESPACE,
+            self.scenario.learner.model,
+            cfg,
+            self.admin_token,
+            user_config,
+            plugin_env(self.scenario),
         )
         serve.run(app, name=self.app_name, route_prefix=self.route_prefix)
 

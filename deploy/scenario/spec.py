@@ -56,7 +56,10 @@ class Scenario(BaseModel):
 
     @model_validator(mode="after")
     def _model_fits_strategy(self) -> Scenario:
-        """Let the strategy shape the model (``lora``: one adapter set per task)."""
+        """Let the strategy shape the model (``lora``: one adapter set per task). With users' code in
+        the scenario this waits for :func:`olsim.deploy.scenario.plugins.resolve`."""
+        if self.learner.strategy.kind == "import" or not self.stream.n_tasks_known:
+            return self
         segments = self.stream.segments
         if self.learner.strategy.kind == "lora" and len(set(segments)) < len(segments):
             raise ValueError(
@@ -64,10 +67,17 @@ class Scenario(BaseModel):
                 f"(stream.sequence {self.stream.sequence})"
             )
         cls = STRATEGIES[self.learner.strategy.kind][1]
-        model = cls.fit_model(self.learner.model, self.stream.n_tasks)
+        model = cls.fit_model(self.learner.model, self.stream.task_count)
         if model != self.learner.model:
             self.learner = self.learner.model_copy(update={"model": model})
         return self
+
+    @property
+    def strategy_name(self) -> str:
+        """The strategy's name in reports: its kind, or a plugin class's ``name``."""
+        from olsim.learner.strategies.registry import strategy_name
+
+        return strategy_name(self.learner.strategy)
 
     def with_strategy(self, name: str) -> Scenario:
         """This scenario with strategy ``name`` (its own settings if it already uses that kind)."""
@@ -142,7 +152,12 @@ def load_scenario(name_or_path: str) -> Scenario:
     if path.suffix in {".yaml", ".yml"} or path.exists():
         if not path.is_file():
             raise ScenarioError(f"scenario file not found: {path}")
-        return parse_scenario(path.read_text(), str(path))
+        from olsim.deploy.scenario.plugins import add_search_path, plugins
+
+        scenario = parse_scenario(path.read_text(), str(path))
+        if plugins(scenario):  # like `python script.py`: its folder (and the current one) can import
+            add_search_path(path.parent, Path.cwd())
+        return scenario
     raise ScenarioError(
         f"unknown scenario {name_or_path!r}; valid: {', '.join(builtin_names())} or a YAML path"
     )

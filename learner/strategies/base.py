@@ -15,14 +15,26 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from olsim.learner.model import ModelSpec
 
 
+class NoSettings(BaseModel):
+    """The settings of a strategy that has none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class Strategy:
+    """Subclass it for a strategy of your own; ``Config`` (a pydantic model) validates the scenario's
+    ``args`` and arrives as ``config``. Built-in strategies take their config from
+    :mod:`olsim.learner.strategies.config` instead.
+    """
+
     name: ClassVar[str] = "base"
+    Config: ClassVar[type[BaseModel]] = NoSettings
 
     @classmethod
     def fit_model(cls, spec: ModelSpec, n_tasks: int) -> ModelSpec:

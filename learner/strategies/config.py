@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+from olsim.stream.plugin import ImportRef, check_path
 
 
 class _Config(BaseModel):
@@ -89,6 +91,26 @@ class LoraConfig(_Config):
     kind: Literal["lora"] = "lora"
 
 
+class ImportConfig(_Config):
+    """A strategy of users' own: a subclass of ``olsim.Strategy`` by import path, configured from ``args``
+    (validated by the class's ``Config`` model)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    kind: Literal["import"] = "import"
+    target: str = Field(alias="import", description="'package.module:StrategyClass'")
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _importable(cls, value: object) -> str:
+        return check_path(value)
+
+    @property
+    def plugin(self) -> ImportRef:
+        return ImportRef(target=self.target, args=self.args)
+
+
 StrategyConfig = Annotated[
     NaiveConfig
     | JointConfig
@@ -98,6 +120,7 @@ StrategyConfig = Annotated[
     | SiConfig
     | LwfConfig
     | KnnConfig
-    | LoraConfig,
+    | LoraConfig
+    | ImportConfig,
     Field(discriminator="kind"),
 ]

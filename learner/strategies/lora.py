@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from olsim.learner.adapters import adapter_count, freeze_base, set_training_task
 from olsim.learner.model import ModelSpec
 from olsim.learner.served import ROUTE_PROTOS, ROUTE_TASKS
 from olsim.learner.strategies.base import Strategy
@@ -24,12 +25,13 @@ from olsim.learner.strategies.config import LoraConfig
 class Lora(Strategy):
     """Needs a model built with ``adapters >= number of tasks`` (scenarios set it for ``lora``).
 
+    >>> from olsim.learner.adapters import base_frozen, training_task
     >>> from olsim.learner.model import ModelSpec, build_model
     >>> m = build_model(ModelSpec(in_features=2, hidden=4, n_classes=3, adapters=2), seed=0)
     >>> s = Lora(LoraConfig(), n_features=2)
     >>> s.after_step(torch.eye(2), torch.tensor([0, 1]), m); s.on_task_end(0, m)
-    >>> int(m.active), int(m.base_frozen), sorted(s.export())
-    (1, 1, ['route.protos', 'route.tasks'])
+    >>> training_task(m), base_frozen(m), sorted(s.export())
+    (1, True, ['route.protos', 'route.tasks'])
     """
 
     name = "lora"
@@ -63,16 +65,15 @@ class Lora(Strategy):
         self._next_adapter(model)
 
     def _next_adapter(self, model: nn.Module) -> None:
-        spec = getattr(model, "spec", None)
-        adapters = getattr(spec, "adapters", 0)
+        adapters = adapter_count(model)
         if not adapters:
             raise ValueError("lora needs a model with adapters (model.adapters >= number of tasks)")
         if self.task == 0:  # the base has learned the first task: freeze it for good
-            model.get_buffer("base_frozen").fill_(1)
+            freeze_base(model)
         if self.task + 1 >= adapters:
             return  # out of adapters: the last one keeps learning
         self.task += 1
-        model.get_buffer("active").fill_(self.task)
+        set_training_task(model, self.task)
 
     def export(self) -> dict[str, np.ndarray]:
         if not self.sums:

@@ -42,7 +42,7 @@ def snaps(gate_snapshots: dict[str, Snapshot]) -> dict[str, Snapshot]:
     spec = _scenario().learner.model
     nan = build_model(spec, seed=0)
     with torch.no_grad():
-        nan.fc2.weight[0, 0] = float("nan")
+        nan.get_parameter("fc2.weight")[0, 0] = float("nan")
     wide = build_model(ModelSpec(hidden=128), seed=0)
     return {
         **gate_snapshots,

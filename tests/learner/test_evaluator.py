@@ -59,10 +59,10 @@ def test_task_incremental_evaluation_masks_to_the_task_classes() -> None:
     c0, _c1 = tasks[0].classes
     other = tasks[1].classes[0]
     with torch.no_grad():  # a head that always says `other`, and prefers c0 over c1 among task 0's pair
-        model.fc2.weight.zero_()
-        model.fc2.bias.zero_()
-        model.fc2.bias[other] = 100.0
-        model.fc2.bias[c0] = 10.0
+        model.get_parameter("fc2.weight").zero_()
+        model.get_parameter("fc2.bias").zero_()
+        model.get_parameter("fc2.bias")[other] = 100.0
+        model.get_parameter("fc2.bias")[c0] = 10.0
     class_il, task_il = ev.evaluate(Snapshot.from_model(model))
     assert task_il is not None
     assert class_il[0] == 0.0

@@ -72,7 +72,7 @@ def test_broken_candidates_are_rejected_even_with_the_gate_off(tasks: list[Task]
     gate = Gate(tasks, SPEC, GateConfig(mode="off"))
     model = build_model(SPEC, seed=0)
     with torch.no_grad():
-        model.fc1.weight[3, 5] = float("nan")
+        model.get_parameter("fc1.weight")[3, 5] = float("nan")
     nan = gate.check(Snapshot.from_model(model), None)
     assert (nan.accepted, nan.reason, nan.detail) == (False, "non_finite", "fc1.weight: 1 non-finite values")
     wide = gate.check(Snapshot.from_model(build_model(ModelSpec(hidden=128), seed=0)), None)

@@ -1,6 +1,7 @@
-"""One contract for every registered strategy: seeded determinism, mid-run state round-trip,
-an exported snapshot that loads into a serving model and predicts exactly like the learner, and
-(on a machine with CUDA) the same training on the GPU as on the CPU, within float tolerance."""
+"""One contract for every registered strategy, on two different models (the built-in MLP and the
+example package's CNN): seeded determinism, mid-run state round-trip, an exported snapshot that
+loads into a serving model and predicts exactly like the learner, and (on a machine with CUDA) the
+same training on the GPU as on the CPU, within float tolerance."""
 
 from __future__ import annotations
 
@@ -20,6 +21,12 @@ from olsim.stream.tasks import build_tasks
 
 TASKS = build_tasks("split-digits", n_tasks=2, seed=0)
 STREAM = TaskStream(TASKS, epochs=1, seed=0)
+MODELS = {
+    "mlp": ModelSpec(),
+    "cnn": ModelSpec.model_validate(
+        {"import": "rotated_digits.model:small_cnn", "args": {"channels": 4, "hidden": 32}}
+    ),
+}
 
 
 def _batches(start: int, n: int, size: int = 16) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
@@ -32,10 +39,14 @@ def _batches(start: int, n: int, size: int = 16) -> list[tuple[torch.Tensor, tor
     return out
 
 
-def _trainer(name: str, seed: int, device: str = "cpu") -> Trainer:
+def _trainer(case: tuple[str, str], seed: int, device: str = "cpu") -> Trainer:
+    name, model = case
     config_cls, strategy_cls = STRATEGIES[name]
-    strategy = make_strategy(config_cls(), n_features=64, seed=seed)
-    spec = strategy_cls.fit_model(ModelSpec(), n_tasks=len(TASKS))
+    # kNN reads the CNN's own embed(); on the MLP it keys on the inputs (the generic path)
+    network = (name, model) == ("knn", "cnn")
+    config = config_cls(embedding="network") if network else config_cls()
+    strategy = make_strategy(config, n_features=64, seed=seed)
+    spec = strategy_cls.fit_model(MODELS[model], n_tasks=len(TASKS))
     return Trainer(build_model(spec, seed=seed), strategy, device=device)
 
 
@@ -49,18 +60,19 @@ def _feed(t: Trainer, batches: list[tuple[torch.Tensor, torch.Tensor, int]]) -> 
     return losses
 
 
-@pytest.fixture(params=sorted(STRATEGIES))
-def name(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=[(s, m) for m in MODELS for s in sorted(STRATEGIES)], ids="-".join)
+def name(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(strategy, model)"""
+    return request.param
 
 
-def test_registry_entries_are_consistent(name: str) -> None:
-    config_cls, strategy_cls = STRATEGIES[name]
-    assert config_cls().kind == name  # type: ignore[attr-defined]
-    assert strategy_cls.name == name
+def test_registry_entries_are_consistent(name: tuple[str, str]) -> None:
+    config_cls, strategy_cls = STRATEGIES[name[0]]
+    assert config_cls().kind == name[0]  # type: ignore[attr-defined]
+    assert strategy_cls.name == name[0]
 
 
-def test_prepared_batch_starts_with_the_stream_batch(name: str) -> None:
+def test_prepared_batch_starts_with_the_stream_batch(name: tuple[str, str]) -> None:
     t = _trainer(name, 0)
     _feed(t, _batches(150, 6))  # fills memories, crosses a task boundary
     for x, y, _ in _batches(300, 2):
@@ -68,7 +80,7 @@ def test_prepared_batch_starts_with_the_stream_batch(name: str) -> None:
         assert torch.equal(bx[: len(y)], x) and torch.equal(by[: len(y)], y)
 
 
-def test_memory_fill_is_bounded_by_capacity(name: str) -> None:
+def test_memory_fill_is_bounded_by_capacity(name: tuple[str, str]) -> None:
     t = _trainer(name, 0)
     assert t.strategy.memory_fill()[0] == 0
     _feed(t, _batches(150, 6))
@@ -77,7 +89,7 @@ def test_memory_fill_is_bounded_by_capacity(name: str) -> None:
     assert held == (0 if capacity == 0 else min(96, 96 if capacity is None else capacity))
 
 
-def test_seeded_determinism(name: str) -> None:
+def test_seeded_determinism(name: tuple[str, str]) -> None:
     batches = _batches(200, 10)  # crosses the task 0 -> 1 boundary
     a, b = _trainer(name, 3), _trainer(name, 3)
     assert _feed(a, batches) == _feed(b, batches)
@@ -85,7 +97,7 @@ def test_seeded_determinism(name: str) -> None:
         assert torch.equal(pa, pb)
 
 
-def test_state_round_trip_mid_run(name: str) -> None:
+def test_state_round_trip_mid_run(name: tuple[str, str]) -> None:
     first, rest = _batches(150, 6), _batches(246, 6)
     a = _trainer(name, 1)
     _feed(a, first)
@@ -96,7 +108,7 @@ def test_state_round_trip_mid_run(name: str) -> None:
     assert a.strategy.state_dict().keys() == b.strategy.state_dict().keys()
 
 
-def test_export_loads_into_serving_model_and_predicts_identically(name: str) -> None:
+def test_export_loads_into_serving_model_and_predicts_identically(name: tuple[str, str]) -> None:
     t = _trainer(name, 0)
     _feed(t, _batches(0, 8))
     extras = t.strategy.export()
@@ -113,7 +125,7 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 
 @CUDA
-def test_cuda_trains_like_the_cpu(name: str) -> None:
+def test_cuda_trains_like_the_cpu(name: tuple[str, str]) -> None:
     """Same seeds, same batches: the losses and the exported snapshot's predictions agree (GPU
     kernels differ in rounding, so within tolerance), through a task boundary and a checkpoint."""
     batches, rest = _batches(150, 6), _batches(246, 6)

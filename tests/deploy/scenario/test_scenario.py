@@ -28,7 +28,7 @@ def test_with_strategy_swaps_config_and_keeps_same_kind() -> None:
 def test_lora_gets_one_adapter_set_per_task() -> None:
     s = load_scenario("split-digits")
     assert s.learner.model.adapters == 0
-    assert s.with_strategy("lora").learner.model.adapters == s.stream.n_tasks
+    assert s.with_strategy("lora").learner.model.adapters == s.stream.task_count
 
 
 def test_lora_with_too_few_adapters_is_rejected(tmp_path: Path) -> None:
