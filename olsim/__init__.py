@@ -13,8 +13,10 @@ served version's accuracy on every task seen so far. The packages are ``olsim.st
 'out'
 
 ``olsim.run(scenario, olsim.RunOptions(...))`` runs it end to end (Ray, Serve, learner, evaluator)
-and returns the report that ``olsim run`` writes; ``olsim.load_report(DIR)`` reads one back as a
-typed :class:`RunReport`. Names are imported on first use, so ``import olsim`` stays light.
+and returns the typed :class:`RunReport` that ``olsim run`` writes; ``olsim.load_report(DIR)`` reads
+one back. A scenario may name users' own model factory, task source (``olsim.TaskData``) and
+strategy (a subclass of ``olsim.Strategy``): see :mod:`olsim.deploy.run.api` and docs/plugins.md.
+Names are imported on first use, so ``import olsim`` stays light.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "run": "olsim.deploy.run.driver",
+    "run": "olsim.deploy.run.api",
+    "resolve": "olsim.deploy.scenario.plugins",
+    "TaskData": "olsim.stream.tasks",
+    "ImportRef": "olsim.stream.plugin",
     "RunOptions": "olsim.deploy.run.options",
     "Scenario": "olsim.deploy.scenario.spec",
     "load_scenario": "olsim.deploy.scenario.spec",
@@ -36,22 +41,28 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "ImportRef",
     "RunOptions",
     "RunReport",
     "Scenario",
     "Strategy",
+    "TaskData",
     "__version__",
     "load_report",
     "load_scenario",
+    "resolve",
     "run",
 ]
 
 if TYPE_CHECKING:
     from olsim.deploy.report.model import RunReport, load_report
-    from olsim.deploy.run.driver import run
+    from olsim.deploy.run.api import run
     from olsim.deploy.run.options import RunOptions
+    from olsim.deploy.scenario.plugins import resolve
     from olsim.deploy.scenario.spec import Scenario, load_scenario
     from olsim.learner.strategies.base import Strategy
+    from olsim.stream.plugin import ImportRef
+    from olsim.stream.tasks import TaskData
 
 
 def __getattr__(name: str) -> Any:

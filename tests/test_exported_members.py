@@ -8,13 +8,16 @@ import sys
 import olsim
 
 EXPORTED = [
+    "ImportRef",
     "RunOptions",
     "RunReport",
     "Scenario",
     "Strategy",
+    "TaskData",
     "__version__",
     "load_report",
     "load_scenario",
+    "resolve",
     "run",
 ]
 
