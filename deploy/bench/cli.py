@@ -71,7 +71,9 @@ def bench() -> None:
     pass
 
 
-@bench.command("forgetting", cls=Variadic, help="Every strategy on split/permuted digits, several seeds.")
+@bench.command(
+    "forgetting", cls=Variadic, help="Every strategy on split/permuted digits (or scenario files), several seeds."
+)
 @many("--strategies", metavar="NAME", help="default: every registered strategy")
 @many("--seeds", type=click.IntRange(min=0), default=(0, 1, 2), metavar="N")
 @many("--scenarios", default=("split-digits", "permuted-digits"), metavar="NAME")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from olsim.deploy.markdown import write_section
+from olsim.deploy.scenario.plugins import resolve
 from olsim.deploy.scenario.spec import Scenario, load_scenario
 
 log = logging.getLogger(__name__)
@@ -36,9 +37,29 @@ SETTINGS = (  # (scenario, evaluation, boundaries, label)
         "permuted-digits, domain-incremental, task-free (boundaries detected)",
     ),
 )
-# Strategies whose behaviour depends on task boundaries also run task-free (naive as the reference).
+# Strategies whose behaviour depends on task boundaries also run task-free (naive as the reference),
+# on the built-in scenarios; other scenarios (a YAML path: users' own model and tasks) run with
+# announced boundaries, class accuracy, one table each.
 TASK_FREE = ("naive", "ewc", "si", "lwf", "lora")
-START, END = "<!-- olsim bench forgetting: start -->", "<!-- olsim bench forgetting: end -->"
+BUILTIN = tuple(dict.fromkeys(name for name, *_ in SETTINGS))
+
+
+def markers(scenarios: list[str]) -> tuple[str, str]:
+    """The lines around the table in the results page: one section for the built-in scenarios, one
+    per other set of scenarios (so benching your own model does not replace the built-in table).
+
+    >>> markers(["split-digits"])[0], markers(["examples/a.yaml"])[1]
+    ('<!-- olsim bench forgetting: start -->', '<!-- olsim bench forgetting examples/a.yaml: end -->')
+    """
+    own = [s for s in scenarios if s not in BUILTIN]
+    tag = f"olsim bench forgetting {' '.join(own)}" if own else "olsim bench forgetting"
+    return f"<!-- {tag}: start -->", f"<!-- {tag}: end -->"
+
+
+def settings(scenarios: list[str]) -> list[tuple[str, str, str, str]]:
+    """(scenario, evaluation, boundaries, label) of each table for ``scenarios``."""
+    out = [s for s in SETTINGS if s[0] in scenarios]
+    return out + [(s, "class", "announced", f"{s} (class accuracy)") for s in scenarios if s not in BUILTIN]
 
 
 def _state_bytes(obj: Any) -> int:
@@ -127,7 +148,7 @@ def _child(job: tuple[str, str, int, str]) -> dict[str, Any]:
     name, strategy, seed, boundaries = job
     scenario = load_scenario(name).with_strategy(strategy)
     learner = scenario.learner.model_copy(update={"boundaries": boundaries})
-    scenario = scenario.model_copy(update={"learner": learner})
+    scenario = resolve(scenario.model_copy(update={"learner": learner}))
     # Interleaved repeats, medians of each: the ratio is then robust to a noisy neighbour on 2 cores.
     raws, runs = [], []
     for _ in range(3):
@@ -164,8 +185,10 @@ def _delay(alarms: list[int], truth: list[int]) -> float | None:
 
 
 def render(results: list[dict[str, Any]], seeds: list[int], command: str) -> str:
+    scenarios = list(dict.fromkeys(r["scenario"] for r in results))
+    start, end = markers(scenarios)
     lines = [
-        START,
+        start,
         f"Command: `{command}` (seeds {', '.join(map(str, seeds))}; {platform.machine()}, "
         f"{multiprocessing.cpu_count()} CPUs, torch single-threaded; "
         f"{time.strftime('%Y-%m-%d', time.gmtime())}).",
@@ -179,7 +202,7 @@ def render(results: list[dict[str, Any]], seeds: list[int], command: str) -> str
         "boundaries, `alarms` their count (4 true boundaries).",
     ]
     strategies = list(dict.fromkeys(r["strategy"] for r in results))
-    for name, evaluation, boundaries, label in SETTINGS:
+    for name, evaluation, boundaries, label in settings(scenarios):
         rows = [r for r in results if r["scenario"] == name and r["boundaries"] == boundaries]
         if not rows:
             continue
@@ -210,7 +233,7 @@ def render(results: list[dict[str, Any]], seeds: list[int], command: str) -> str
                 f"{statistics.mean(r['state_bytes'] for r in rs) / 2**20:.2f} | "
                 f"{statistics.mean(r['peak_rss_mb'] for r in rs):.0f} |" + tail
             )
-    lines.append(END)
+    lines.append(end)
     return "\n".join(lines)
 
 
@@ -221,6 +244,7 @@ def bench_forgetting(
     jobs += [
         (sc, st, seed, "detected")
         for sc in scenarios
+        if sc in BUILTIN
         for st in strategies
         if st in TASK_FREE
         for seed in seeds

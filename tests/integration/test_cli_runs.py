@@ -38,9 +38,16 @@ class Client(threading.Thread):
                 self.stop.wait(0.02)
 
 
-def _olsim(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+EXAMPLE = Path(__file__).parents[2] / "examples" / "rotated-digits.yaml"
+
+
+def _olsim(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "olsim.deploy.cli", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "olsim.deploy.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
     )
 
 
@@ -146,10 +153,14 @@ def test_a_failure_in_olsim_load_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 def test_several_strategies_run_in_turn_and_compare_with_a_quiet_terminal(tmp_path: Path) -> None:
     """`olsim run S --strategy naive replay`: one report per strategy, a comparison page, and on the
-    terminal nothing from Ray (its start-up notices, its actors' and Serve's logs) without -v."""
+    terminal nothing from Ray (its start-up notices, its actors' and Serve's logs) without -v.
+
+    S is the example plugin scenario, run from another folder: its package imports from the YAML's
+    folder, and olsim, starting Ray itself, ships it to every worker as the job's ``py_modules``.
+    """
     r = _olsim(
         "run",
-        "synthetic",
+        str(EXAMPLE),
         "--strategy",
         "naive",
         "replay",
@@ -165,6 +176,7 @@ def test_several_strategies_run_in_turn_and_compare_with_a_quiet_terminal(tmp_pa
         str(free_port()),
         "--report-dir",
         str(tmp_path),
+        cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     noise = [
@@ -175,7 +187,8 @@ def test_several_strategies_run_in_turn_and_compare_with_a_quiet_terminal(tmp_pa
     assert not noise, noise
     for name in ("naive", "replay"):
         report = json.loads((tmp_path / name / "report.json").read_text())
-        assert report["strategy"] == name and report["scenario"] == "synthetic"
+        assert report["strategy"] == name and report["scenario"] == "rotated-digits"
+        assert report["tasks"][0]["name"] == "rot0" and report["versions_published"] >= 2
         assert report["serving_started_at"] > report["started_at"]
     page = (tmp_path / "compare.html").read_text()
     assert (
