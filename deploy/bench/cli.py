@@ -72,7 +72,9 @@ def bench() -> None:
 
 
 @bench.command(
-    "forgetting", cls=Variadic, help="Every strategy on split/permuted digits (or scenario files), several seeds."
+    "forgetting",
+    cls=Variadic,
+    help="Every strategy on split/permuted digits (or scenario files), several seeds.",
 )
 @many("--strategies", metavar="NAME", help="default: every registered strategy")
 @many("--seeds", type=click.IntRange(min=0), default=(0, 1, 2), metavar="N")

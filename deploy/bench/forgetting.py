@@ -197,10 +197,13 @@ def render(results: list[dict[str, Any]], seeds: list[int], command: str) -> str
         "a plain torch loop (Adam, same batches) timed in the same process; `state` is the strategy's own",
         "tensors (buffers, Fisher, teacher); `peak RSS` is the whole process (Python + torch included).",
         "`routing` (lora) is the share of test rows routed to their own task's adapter without a task id.",
-        "Task-free runs: the stream announces no boundaries; a Page-Hinkley test on the prequential error",
-        "calls `on_drift`; `drift delay` is the mean lag (in samples) of the alarms behind the true",
-        "boundaries, `alarms` their count (4 true boundaries).",
     ]
+    if any(r["boundaries"] == "detected" for r in results):
+        lines += [
+            "Task-free runs: the stream announces no boundaries; a Page-Hinkley test on the prequential",
+            "error calls `on_drift`; `drift delay` is the mean lag (in samples) of the alarms behind the",
+            "true boundaries, `alarms` their count (4 true boundaries).",
+        ]
     strategies = list(dict.fromkeys(r["strategy"] for r in results))
     for name, evaluation, boundaries, label in settings(scenarios):
         rows = [r for r in results if r["scenario"] == name and r["boundaries"] == boundaries]
