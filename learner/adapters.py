@@ -6,8 +6,9 @@ rank-``r`` update ``scale * x @ a[t] @ b[t]`` (``b`` starts at zero, so a new ad
 nothing until it trains). Which task's adapters a forward pass uses: the one :func:`adapter_task`
 names (per thread and per asyncio task, so concurrent requests never see each other's), else the
 one being trained (:func:`set_training_task`). :func:`freeze_base` stops every parameter that is
-not an adapter (convolutions and norms too, not only the wrapped layers) from training; the flag is
-a buffer, so it travels with the weights and a restored learner stays frozen.
+not an adapter (convolutions and norms too, not only the wrapped layers) from training, and batch
+norms from updating their running statistics; the flag is a buffer, so it travels with the weights
+and a restored learner stays frozen.
 """
 
 from __future__ import annotations
@@ -60,13 +61,17 @@ class LoRALinear(nn.Module):
 
 
 def _freeze_hook(module: nn.Module, args: Any) -> None:
-    if module.__dict__.get("_lora_frozen_applied") or not int(module.get_buffer(FROZEN)):
-        return
-    adapters = {id(p) for layer in adapter_layers(module) for p in (*layer.a, *layer.b)}
-    for p in module.parameters():
-        if id(p) not in adapters:
-            p.requires_grad_(False)
-    module.__dict__["_lora_frozen_applied"] = True
+    if not module.__dict__.get("_lora_frozen_applied"):
+        if not int(module.get_buffer(FROZEN)):
+            return
+        adapters = {id(p) for layer in adapter_layers(module) for p in (*layer.a, *layer.b)}
+        for p in module.parameters():
+            if id(p) not in adapters:
+                p.requires_grad_(False)
+        module.__dict__["_lora_frozen_applied"] = True
+    for m in module.modules():  # a frozen base keeps its normalization statistics too
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
+            m.eval()
 
 
 def add_adapters(model: nn.Module, n: int, rank: int, scale: float) -> nn.Module:

@@ -11,6 +11,7 @@ from olsim.learner.drift import DriftConfig
 from olsim.learner.model import ModelSpec
 from olsim.learner.strategies.config import NaiveConfig, StrategyConfig
 from olsim.learner.trainer import OptimizerConfig
+from olsim.stream.plugin import import_kind
 
 
 class LearnerConfig(BaseModel):
@@ -19,9 +20,8 @@ class LearnerConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _import_means_kind_import(cls, data: Any) -> Any:
-        strategy = data.get("strategy") if isinstance(data, dict) else None
-        if isinstance(strategy, dict) and "import" in strategy and "kind" not in strategy:
-            return {**data, "strategy": {**strategy, "kind": "import"}}
+        if isinstance(data, dict) and "strategy" in data:
+            return {**data, "strategy": import_kind(data["strategy"])}
         return data
 
     model: ModelSpec = ModelSpec()

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, m
 from torch import nn
 
 from olsim.learner.adapters import add_adapters
-from olsim.stream.plugin import ImportRef, PluginError, call, check_path
+from olsim.stream.plugin import ImportRef, PluginError, call, check_path, import_kind
 
 _SPEC = "olsim_spec"  # attribute of a built network: the spec it was built from
 
@@ -48,9 +48,7 @@ class ModelSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _import_means_kind_import(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("import") is not None and "kind" not in data:
-            return {**data, "kind": "import"}
-        return data
+        return import_kind(data)
 
     @field_validator("factory", mode="before")
     @classmethod

@@ -60,7 +60,11 @@ class Snapshot:
         tensors = {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
         extras = {k: np.array(v, copy=True) for k, v in (extras or {}).items()}
         return cls(
-            spec=spec, tensors=tensors, checksum=_digest(tensors, extras), meta=dict(meta), extras=extras
+            spec=spec,
+            tensors=tensors,
+            checksum=_digest(spec, tensors, extras),
+            meta=dict(meta),
+            extras=extras,
         )
 
     @property
@@ -95,7 +99,7 @@ class Snapshot:
 
     def verify(self) -> None:
         """Raise :class:`SnapshotError` if the tensors do not match the checksum."""
-        if _digest(self.tensors, self.extras) != self.checksum:
+        if _digest(self.spec, self.tensors, self.extras) != self.checksum:
             raise SnapshotError("snapshot checksum mismatch")
 
     def load_into(self, model: nn.Module) -> None:
@@ -109,12 +113,21 @@ class Snapshot:
                 raise SnapshotError(f"{name}: shape {self.tensors[name].shape} != {tuple(value.shape)}")
         model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.tensors.items()})
 
-    def build(self) -> ServedModel:
-        """What a replica serves: a fresh network with these weights plus the exported extras."""
+    def build(self, expected: ModelSpec | None = None) -> ServedModel:
+        """What a replica serves: a fresh network with these weights plus the exported extras.
+
+        With ``expected`` (the spec this process serves), a snapshot naming any other model is refused
+        before its model is built: a spec can name code to import, and only the configured one runs.
+        """
+        self.verify()
+        if expected is not None and self.spec != expected:
+            raise SnapshotError(f"model spec {self.spec!r} is not the served {expected!r}")
         model = build_model(self.spec)
         self.load_into(model)
         return ServedModel(model, {k: torch.from_numpy(np.array(v)) for k, v in self.extras.items()}).eval()
 
 
-def _digest(tensors: dict[str, np.ndarray], extras: dict[str, np.ndarray]) -> str:
-    return checksum({**tensors, **{f"extra/{k}": v for k, v in extras.items()}})
+def _digest(spec: ModelSpec, tensors: dict[str, np.ndarray], extras: dict[str, np.ndarray]) -> str:
+    """The checksum covers the spec too: it says what code builds the model."""
+    arrays = {**tensors, **{f"extra/{k}": v for k, v in extras.items()}}
+    return hashlib.sha256(f"{spec.model_dump_json()}|{checksum(arrays)}".encode()).hexdigest()

@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import nn
 
+from olsim.learner.model import ModelSpec
 from olsim.serving.registry import Current
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,13 @@ class Served:
 
 
 class WeightFollower:
-    def __init__(self, registry: Any, replica: str, poll_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, registry: Any, replica: str, poll_timeout_s: float = 5.0, spec: ModelSpec | None = None
+    ) -> None:
         import ray
 
         self._ray = ray
+        self.spec = spec  # the model this replica serves: a version naming another is refused
         self.registry = registry
         self.replica = replica
         self.poll_timeout_s = poll_timeout_s
@@ -63,7 +67,7 @@ class WeightFollower:
     def apply(self, c: Current) -> None:
         """Build the version's model (checksum verified) and make it the served one."""
         v = c.version
-        model = v.snapshot.build()  # verifies the checksum, names and shapes
+        model = v.snapshot.build(self.spec)  # verifies the checksum, the spec, names and shapes
         self.served = Served(v.number, c.generation, model, v.published_at)  # the atomic swap
         applied = time.time()
         self.registry.ack.remote(self.replica, v.number, c.generation, applied)

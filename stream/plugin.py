@@ -101,6 +101,16 @@ def load(target: str, what: str) -> Any:
     return obj
 
 
+def import_kind(data: Any) -> Any:
+    """A ``{import: ..., args: ...}`` mapping (or an :class:`ImportRef`) without ``kind`` as ``kind:
+    import``: the before-validator of configs that are either built-in (by ``kind``) or users' code."""
+    if isinstance(data, ImportRef):
+        return {"kind": "import", "import": data.target, "args": data.args}
+    if isinstance(data, dict) and data.get("import") is not None and "kind" not in data:
+        return {**data, "kind": "import"}
+    return data
+
+
 def _brief(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -170,7 +170,11 @@ def _as_task(t: TaskData, i: int, rng: np.random.Generator, fractions: tuple[flo
     if not isinstance(t.name, str) or not t.name:
         raise PluginError(f"{where}: name must be a non-empty string, got {t.name!r}")
     x, y = np.asarray(t.x), np.asarray(t.y)
-    if x.ndim != 2 or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+    if (
+        x.ndim != 2
+        or x.shape[1] == 0
+        or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating))
+    ):
         raise PluginError(f"{where}: x must be a 2-D numeric array (rows, features), got {x.dtype} {x.shape}")
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise PluginError(f"{where}: y must be a 1-D integer array of class labels, got {y.dtype} {y.shape}")

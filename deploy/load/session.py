@@ -370,9 +370,9 @@ class _Olsim:
         if self._thread.is_alive():
             self._thread.join(timeout=300)
         if self.started_ray:
-            import ray
+            from olsim.deploy.run.cluster import disconnect_ray
 
-            ray.shutdown()
+            disconnect_ray()
             self.started_ray = False
         if self.error is not None and not quiet:
             raise LoadError(f"olsim run failed: {first_line(self.error)}") from self.error

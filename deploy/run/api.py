@@ -21,6 +21,7 @@ an :class:`~olsim.RunReport` (also written to ``report_dir``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +32,7 @@ from olsim.deploy.scenario.spec import Scenario, load_scenario
 
 
 def run(
-    scenario: Scenario | str,
+    scenario: Scenario | str | os.PathLike[str],
     options: RunOptions | None = None,
     *,
     strategy: str | None = None,
@@ -46,7 +47,7 @@ def run(
     """
     from olsim.deploy.run.driver import run as run_driver
 
-    s = load_scenario(scenario) if isinstance(scenario, str) else scenario
+    s = scenario if isinstance(scenario, Scenario) else load_scenario(os.fspath(scenario))
     if strategy is not None:
         s = s.with_strategy(strategy)
     report = run_driver(resolve(s), options or RunOptions(), on_finished=on_finished)

@@ -66,7 +66,7 @@ def with_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
     >>> s.gate.mode, s.seed
     ('off', 0)
     """
-    data = scenario.model_dump()
+    data = scenario.dump()
     for path, value in overrides.items():
         if value is None:
             continue
@@ -253,10 +253,9 @@ def _run_one(scenario: Scenario, opts: RunOptions, linger: float) -> tuple[int, 
 
 def _run_several(scenarios: list[Scenario], opts: RunOptions, linger: float) -> int:
     """One run per strategy on one Ray (started here unless joined), then the comparison page."""
-    import ray
 
     from olsim.deploy.report.compare import render_text, write_compare
-    from olsim.deploy.run.cluster import connect_ray
+    from olsim.deploy.run.cluster import connect_ray, disconnect_ray
 
     started = connect_ray(  # the strategies differ, the plugin code (if any) does not
         opts.address, opts.ray_metrics_port, ray_logs=opts.ray_logs, runtime_env=runtime_env(scenarios[0])
@@ -273,7 +272,7 @@ def _run_several(scenarios: list[Scenario], opts: RunOptions, linger: float) -> 
             runs.append((label, report))
     finally:
         if started:
-            ray.shutdown()
+            disconnect_ray()
     page = write_compare(runs, opts.report_dir, scenarios[0].name)
     click.echo("\n" + render_text(runs), nl=False)
     click.echo(f"comparison: {page}")

@@ -95,6 +95,14 @@ def connect_ray(
     return True
 
 
+def disconnect_ray() -> None:
+    """Shut down the Ray this process started (``connect_ray`` returned True)."""
+    import ray
+
+    ray.shutdown()
+    SHIPPED.clear()  # a later Ray knows nothing of it
+
+
 def ray_metrics_target() -> str:
     """``host:port`` of this node's Ray metrics export endpoint (what Prometheus scrapes)."""
     import ray

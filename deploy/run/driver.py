@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 
 from olsim.deploy.run.actors import start_evaluator_actor, start_learner_actor
-from olsim.deploy.run.cluster import NAMESPACE, connect_ray, get, ray_metrics_target, wait_until
+from olsim.deploy.run.cluster import (
+    NAMESPACE,
+    connect_ray,
+    disconnect_ray,
+    get,
+    ray_metrics_target,
+    wait_until,
+)
 from olsim.deploy.run.ingress import current_ingress
 from olsim.deploy.run.options import RunError, RunOptions, resolve_token
 from olsim.deploy.run.stack import ServingStack
@@ -390,7 +397,6 @@ def run(
     while Serve and the metrics endpoint still answer (tests scrape there; ``--linger`` waits there).
     Setting ``stop`` ends the stream early, like ``duration_s`` (``olsim load`` uses it).
     """
-    import ray
 
     scenario = resolve(scenario)  # settles what the tasks decide; checks users' code (cheap if done)
     check_faults(scenario)
@@ -412,7 +418,7 @@ def run(
     finally:
         r.teardown(own_ray=started_ray)
         if started_ray:
-            ray.shutdown()  # our own local cluster: Serve goes with it
+            disconnect_ray()  # our own local cluster: Serve goes with it
 
 
 def check_faults(scenario: Scenario) -> None:

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from olsim.deploy.scenario.spec import Scenario, ScenarioError
+from pydantic import ValidationError
+
+from olsim.deploy.errors import first_line, validation_line
+from olsim.deploy.scenario.spec import Scenario, ScenarioError, check_visits
 from olsim.stream.plugin import ImportRef, PluginError, source_path
 
 log = logging.getLogger(__name__)
@@ -67,72 +71,95 @@ def runtime_env(scenario: Scenario) -> dict[str, Any] | None:
 
 def resolve(scenario: Scenario) -> Scenario:
     """The scenario with its task count, ``in_features`` and ``n_classes`` settled from its tasks and
-    the model shaped by its strategy, every plugin checked. Idempotent.
+    the model shaped by its strategy, every plugin checked. A resolved scenario is returned as is.
 
     >>> s = resolve(Scenario(name="x", stream={"tasks": "synthetic", "n_tasks": 2}))
     >>> s.stream.n_tasks, s.learner.model.in_features, s.learner.model.n_classes
     (2, 64, 10)
     """
+    if scenario.resolved:
+        return scenario
     try:
-        return _resolve(scenario)
+        out = _resolve(scenario)
+    except ValidationError as exc:
+        raise ScenarioError(validation_line(exc)) from None
     except (PluginError, ValueError, TypeError) as exc:
-        raise ScenarioError(str(exc).strip().splitlines()[0]) from None
+        raise ScenarioError(first_line(exc)) from None
+    out.resolved = True
+    return out
 
 
 def _resolve(scenario: Scenario) -> Scenario:
     import torch
 
-    from olsim.learner.adapters import adapter_task
     from olsim.learner.model import ModelSpec, build_model
-    from olsim.learner.strategies.lora import Lora
     from olsim.learner.strategies.registry import make_strategy, strategy_class
-
-    defaults = ModelSpec()  # values a scenario that leaves them out gets from its tasks instead
 
     s = scenario
     tasks = s.stream.build_tasks(s.seed)  # a task source is called and its output checked here
     stream = s.stream.with_source_tasks(len(tasks))  # n_tasks set: a task source's count is now known
     width = int(tasks[0].train.x.shape[1])
     labels = 1 + max(max(t.classes) for t in tasks)
+    if len({c for t in tasks for c in t.classes}) < 2:
+        raise PluginError("the tasks have a single class label between them: a classifier needs two")
     model = s.learner.model
-    if model.in_features not in (width, defaults.in_features):
+    given = model.model_fields_set  # what the scenario wrote; the rest follows from the tasks
+    if "in_features" in given and model.in_features != width:
         raise PluginError(
             f"learner.model.in_features={model.in_features} but the tasks have {width} features"
         )
     classes = stream.builtin_classes or labels
-    if model.n_classes != defaults.n_classes:
+    if "n_classes" in given:
         if model.n_classes < labels:
             raise PluginError(
                 f"labels outside n_classes: the tasks have labels up to {labels - 1} "
                 f"but learner.model.n_classes={model.n_classes}"
             )
         classes = model.n_classes
-    model = model.model_copy(update={"in_features": width, "n_classes": classes})
+    model = ModelSpec.model_validate({**model.model_dump(), "in_features": width, "n_classes": classes})
     strategy = s.learner.strategy
     cls = strategy_class(strategy)
-    segments = stream.segments
-    if issubclass(cls, Lora) and len(set(segments)) < len(segments):
-        raise PluginError("lora trains one adapter set per task, once, in order: a task cannot come back")
+    check_visits(cls, stream)
     model = cls.fit_model(model, stream.task_count)
-    net = build_model(model, seed=s.seed)
+    net = build_model(model, seed=s.seed).eval()
     sample = torch.from_numpy(tasks[0].train.x[:8].copy())
-    try:
-        with torch.no_grad(), adapter_task(0 if model.adapters else None):
-            out = net.eval()(sample)
-    except Exception as exc:
+    out = _forward(net, sample, "forward", 0 if model.adapters else None)
+    if tuple(out.shape) != (len(sample), classes):
         raise PluginError(
-            f"learner.model: forward on a sample batch raised {type(exc).__name__}: {exc}"
-        ) from None
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(sample), classes):
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise PluginError(
-            f"learner.model: logits of shape {shape} for a batch of shape {tuple(sample.shape)}; "
+            f"learner.model: logits of shape {tuple(out.shape)} for a batch of shape {tuple(sample.shape)}; "
             f"the model must return ({len(sample)}, {classes}): (batch, n_classes)"
         )
-    if not torch.isfinite(out).all():
-        raise PluginError("learner.model: non-finite logits on a sample batch of the first task")
-    if getattr(strategy, "embedding", None) == "network" and not callable(getattr(net, "embed", None)):
-        raise PluginError("knn embedding 'network' needs a model with an embed(x) method (or use 'input')")
-    make_strategy(strategy, n_features=width, seed=s.seed)  # its Config validates args; __init__ runs
+    built = make_strategy(strategy, n_features=width, seed=s.seed)  # its Config validates args
+    if getattr(built.config, "embedding", None) == "network":
+        if not callable(getattr(net, "embed", None)):
+            raise PluginError(
+                "knn embedding 'network' needs a model with an embed(x) method (or use 'input')"
+            )
+        keys = _forward(net.embed, sample, "embed", None)  # type: ignore[arg-type]
+        if keys.ndim != 2 or len(keys) != len(sample):
+            raise PluginError(
+                f"learner.model: embed(x) returned shape {tuple(keys.shape)}; it must be (batch, D)"
+            )
     learner = s.learner.model_copy(update={"model": model})
     return s.model_copy(update={"stream": stream, "learner": learner})
+
+
+def _forward(fn: Callable[[Any], Any], x: Any, what: str, task: int | None) -> Any:
+    """``fn(x)`` on a sample batch: a finite floating-point tensor, or a PluginError saying why not."""
+    import torch
+
+    from olsim.learner.adapters import adapter_task
+
+    try:
+        with torch.no_grad(), adapter_task(task):
+            out = fn(x)
+    except Exception as exc:
+        raise PluginError(
+            f"learner.model: {what} on a sample batch raised {type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+        kind = f"a {out.dtype} tensor" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+        raise PluginError(f"learner.model: {what} returned {kind}; it must return a float tensor")
+    if not torch.isfinite(out).all():
+        raise PluginError(f"learner.model: {what} gave non-finite values on a sample batch of the first task")
+    return out

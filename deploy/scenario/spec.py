@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from olsim.deploy.errors import UserError
 from olsim.deploy.scenario.expect import Expectations
@@ -53,6 +54,16 @@ class Scenario(BaseModel):
     placement: Placement = Placement()
     faults: list[Kill] = Field(default_factory=list, description="processes to kill as the stream passes")
     expect: Expectations = Expectations()
+    _resolved: bool = PrivateAttr(False)
+
+    @property
+    def resolved(self) -> bool:
+        """Whether :func:`olsim.deploy.scenario.plugins.resolve` made this scenario (and checked its code)."""
+        return self._resolved
+
+    @resolved.setter
+    def resolved(self, value: bool) -> None:
+        self._resolved = value
 
     @model_validator(mode="after")
     def _model_fits_strategy(self) -> Scenario:
@@ -60,13 +71,8 @@ class Scenario(BaseModel):
         the scenario this waits for :func:`olsim.deploy.scenario.plugins.resolve`."""
         if self.learner.strategy.kind == "import" or not self.stream.n_tasks_known:
             return self
-        segments = self.stream.segments
-        if self.learner.strategy.kind == "lora" and len(set(segments)) < len(segments):
-            raise ValueError(
-                "lora trains one adapter set per task, once, in order: a task cannot come back "
-                f"(stream.sequence {self.stream.sequence})"
-            )
         cls = STRATEGIES[self.learner.strategy.kind][1]
+        check_visits(cls, self.stream)
         model = cls.fit_model(self.learner.model, self.stream.task_count)
         if model != self.learner.model:
             self.learner = self.learner.model_copy(update={"model": model})
@@ -79,14 +85,34 @@ class Scenario(BaseModel):
 
         return strategy_name(self.learner.strategy)
 
+    def dump(self) -> dict[str, Any]:
+        """The scenario as plain data, which validates back to it; the model's unset fields stay
+        unset (``in_features``/``n_classes`` left out are then still taken from the tasks)."""
+        data = self.model_dump()
+        data["learner"]["model"] = self.learner.model.model_dump(exclude_unset=True)
+        return data
+
     def with_strategy(self, name: str) -> Scenario:
         """This scenario with strategy ``name`` (its own settings if it already uses that kind)."""
         if name not in STRATEGIES:
             raise ScenarioError(f"unknown strategy {name!r}; valid: {', '.join(sorted(STRATEGIES))}")
         if self.learner.strategy.kind == name:
             return self
-        learner = self.learner.model_copy(update={"strategy": STRATEGIES[name][0]()})
-        return Scenario.model_validate({**self.model_dump(), "learner": learner.model_dump()})
+        data = self.dump()
+        data["learner"]["strategy"] = STRATEGIES[name][0]().model_dump()
+        return Scenario.model_validate(data)
+
+
+def check_visits(strategy: type, stream: StreamSpec) -> None:
+    """ValueError when ``strategy`` is lora (or derives from it) and a task comes back in the stream."""
+    from olsim.learner.strategies.lora import Lora
+
+    segments = stream.segments
+    if issubclass(strategy, Lora) and len(set(segments)) < len(segments):
+        raise ValueError(
+            "lora trains one adapter set per task, once, in order: a task cannot come back "
+            f"(stream.sequence {stream.sequence})"
+        )
 
 
 def builtin_names() -> list[str]:

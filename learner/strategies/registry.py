@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ValidationError
 
 from olsim.learner.strategies.base import Strategy
@@ -28,6 +30,8 @@ from olsim.learner.strategies.replay import Replay
 from olsim.learner.strategies.si import Si
 from olsim.stream.plugin import PluginError
 
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
 STRATEGIES: dict[str, tuple[type[BaseModel], type[Strategy]]] = {
     "naive": (NaiveConfig, Naive),
     "joint": (JointConfig, Joint),
@@ -48,6 +52,11 @@ def strategy_class(config: BaseModel) -> type[Strategy]:
         if not (isinstance(cls, type) and issubclass(cls, Strategy)):
             raise PluginError(
                 f"learner.strategy: {config.target} is {cls!r}, not a subclass of olsim.Strategy"
+            )
+        if not isinstance(cls.name, str) or not _NAME.match(cls.name) or cls.name == Strategy.name:
+            raise PluginError(
+                f"learner.strategy: {config.target} needs a name (class attribute): lowercase letters, "
+                f"digits and - _ . (reports and folders use it), got {cls.name!r}"
             )
         return cls
     kind = getattr(config, "kind", None)
@@ -75,8 +84,9 @@ def make_strategy(config: BaseModel, *, n_features: int, seed: int = 0) -> Strat
     cls = strategy_class(config)
     if isinstance(config, ImportConfig):
         target, settings = config.target, cls.Config
-        if settings is Strategy.Config:  # a built-in class by import path: its own config model
-            settings = next((c for c, s in STRATEGIES.values() if s is cls), settings)
+        if settings is Strategy.Config:  # a built-in class (or a subclass of one): the built-in's config
+            builtin = {s: c for c, s in STRATEGIES.values()}
+            settings = next((builtin[k] for k in cls.__mro__ if k in builtin), settings)
         try:
             validated = settings.model_validate(config.args)
         except ValidationError as exc:

@@ -66,10 +66,11 @@ def name(request: pytest.FixtureRequest) -> tuple[str, str]:
     return request.param
 
 
-def test_registry_entries_are_consistent(name: tuple[str, str]) -> None:
-    config_cls, strategy_cls = STRATEGIES[name[0]]
-    assert config_cls().kind == name[0]  # type: ignore[attr-defined]
-    assert strategy_cls.name == name[0]
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_registry_entries_are_consistent(strategy: str) -> None:
+    config_cls, strategy_cls = STRATEGIES[strategy]
+    assert config_cls().kind == strategy  # type: ignore[attr-defined]
+    assert strategy_cls.name == strategy
 
 
 def test_prepared_batch_starts_with_the_stream_batch(name: tuple[str, str]) -> None:
