@@ -61,16 +61,18 @@ class LoRALinear(nn.Module):
 
 
 def _freeze_hook(module: nn.Module, args: Any) -> None:
-    if not module.__dict__.get("_lora_frozen_applied"):
+    norms = module.__dict__.get("_lora_frozen_norms")  # set once the freeze is applied
+    if norms is None:
         if not int(module.get_buffer(FROZEN)):
             return
         adapters = {id(p) for layer in adapter_layers(module) for p in (*layer.a, *layer.b)}
         for p in module.parameters():
             if id(p) not in adapters:
                 p.requires_grad_(False)
-        module.__dict__["_lora_frozen_applied"] = True
-    for m in module.modules():  # a frozen base keeps its normalization statistics too
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
+        norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        module.__dict__["_lora_frozen_norms"] = norms
+    if module.training:  # a frozen base keeps its normalization statistics too
+        for m in norms:
             m.eval()
 
 

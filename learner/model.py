@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from torch import nn
 
 from olsim.learner.adapters import add_adapters
-from olsim.stream.plugin import ImportRef, PluginError, call, check_path, import_kind
+from olsim.stream.plugin import ImportPath, ImportRef, PluginError, call, import_kind
 
 _SPEC = "olsim_spec"  # attribute of a built network: the spec it was built from
 
@@ -34,7 +34,7 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
 
     kind: Literal["mlp", "import"] = Field("mlp", description="mlp: the built-in MLP; import: a factory")
-    factory: str | None = Field(
+    factory: ImportPath | None = Field(
         None, alias="import", description="'package.module:factory' returning an nn.Module (kind: import)"
     )
     args: dict[str, JsonValue] = Field(default_factory=dict, description="the factory's keyword arguments")
@@ -49,11 +49,6 @@ class ModelSpec(BaseModel):
     @classmethod
     def _import_means_kind_import(cls, data: Any) -> Any:
         return import_kind(data)
-
-    @field_validator("factory", mode="before")
-    @classmethod
-    def _importable(cls, value: object) -> object:
-        return None if value is None else check_path(value)
 
     @model_validator(mode="after")
     def _kind_matches(self) -> ModelSpec:

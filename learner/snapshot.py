@@ -105,6 +105,10 @@ class Snapshot:
     def load_into(self, model: nn.Module) -> None:
         """Verify, check names and shapes, then copy the weights into ``model``."""
         self.verify()
+        self._copy_into(model)
+
+    def _copy_into(self, model: nn.Module) -> None:
+        """Check names and shapes, then copy the (already verified) weights into ``model``."""
         own = model.state_dict()
         if set(own) != set(self.tensors):
             raise SnapshotError(f"parameter names differ: {sorted(set(own) ^ set(self.tensors))}")
@@ -123,7 +127,7 @@ class Snapshot:
         if expected is not None and self.spec != expected:
             raise SnapshotError(f"model spec {self.spec!r} is not the served {expected!r}")
         model = build_model(self.spec)
-        self.load_into(model)
+        self._copy_into(model)  # verified above: hashing every weight once per swap is enough
         return ServedModel(model, {k: torch.from_numpy(np.array(v)) for k, v in self.extras.items()}).eval()
 
 

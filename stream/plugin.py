@@ -13,9 +13,9 @@ import re
 import site
 import sysconfig
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
 _PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
@@ -50,6 +50,10 @@ def check_path(value: object) -> str:
     return value
 
 
+ImportPath = Annotated[str, BeforeValidator(check_path)]
+"""A pydantic field type: ``'package.module:attribute'``, or the function or class itself (its path)."""
+
+
 class ImportRef(BaseModel):
     """Code by import path, called with ``args`` (JSON values) as keyword arguments.
 
@@ -63,13 +67,8 @@ class ImportRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
 
-    target: str = Field(alias="import", description="'package.module:attribute'")
+    target: ImportPath = Field(alias="import", description="'package.module:attribute'")
     args: dict[str, JsonValue] = Field(default_factory=dict, description="keyword arguments")
-
-    @field_validator("target", mode="before")
-    @classmethod
-    def _importable(cls, value: object) -> str:
-        return check_path(value)
 
     def load(self, what: str) -> Any:
         """The object at :attr:`target`; ``what`` names it in errors (e.g. ``learner.model``)."""

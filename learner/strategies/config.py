@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from olsim.stream.plugin import ImportRef, check_path
+from olsim.stream.plugin import ImportPath, ImportRef
 
 
 class _Config(BaseModel):
@@ -98,13 +98,8 @@ class ImportConfig(_Config):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
     kind: Literal["import"] = "import"
-    target: str = Field(alias="import", description="'package.module:StrategyClass'")
+    target: ImportPath = Field(alias="import", description="'package.module:StrategyClass'")
     args: dict[str, JsonValue] = Field(default_factory=dict)
-
-    @field_validator("target", mode="before")
-    @classmethod
-    def _importable(cls, value: object) -> str:
-        return check_path(value)
 
     @property
     def plugin(self) -> ImportRef:
