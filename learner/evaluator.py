@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from olsim.learner.metrics import accuracy, backward_transfer, summarize
+from olsim.learner.objective import ObjectiveName
 from olsim.learner.snapshot import Snapshot
 from olsim.stream.tasks import Task
 
@@ -54,6 +55,7 @@ class Evaluator:
 
     tasks: list[Task]
     segments: list[int] | None = None
+    objective: ObjectiveName = "classify"  # the model's (a next-token model has no task-IL score)
     results: dict[int, VersionEval] = field(default_factory=dict)
     rows: dict[int, list[float]] = field(default_factory=dict)
     rows_task_il: dict[int, list[float]] = field(default_factory=dict)
@@ -65,6 +67,8 @@ class Evaluator:
     @property
     def has_task_il(self) -> bool:
         """Task-incremental evaluation differs from class-incremental only when tasks own class subsets."""
+        if self.objective != "classify":
+            return False
         return any(len(t.classes) < len({c for u in self.tasks for c in u.classes}) for t in self.tasks)
 
     def evaluate(self, snapshot: Snapshot) -> tuple[list[float], list[float] | None]:

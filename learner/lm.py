@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import torch
 
 from olsim.learner.transformer import ByteTransformer
+from olsim.stream.facts import STOP
 
 PAD = -100  # targets to ignore (cross_entropy's ignore_index)
-STOP = ord(".")
 
 
 def sentence_batch(sentences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:

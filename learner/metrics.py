@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from olsim.learner.model import objective_of
 from olsim.stream.tasks import Split
 
 Matrix = Sequence[Sequence[float]]
@@ -24,22 +25,24 @@ Matrix = Sequence[Sequence[float]]
 def accuracy(
     model: nn.Module, split: Split, classes: Sequence[int] | None = None, task: int | None = None
 ) -> float:
-    """Fraction of ``split`` that ``model`` classifies correctly.
+    """Fraction of ``split`` that ``model`` gets right, by its objective: the right class, or for a
+    next-token model the exact answer (:mod:`olsim.learner.objective`).
 
-    With ``classes`` the prediction is restricted to those classes (task-incremental evaluation:
+    With ``classes`` a class prediction is restricted to those classes (task-incremental evaluation:
     the task id is known at test time, so only its classes compete). ``task`` is passed on to models
     that take one (a served model may route by it).
     """
+    objective = objective_of(model)
     model.eval()
     with torch.inference_mode():
         x = torch.from_numpy(split.x)
-        logits = model(x) if task is None else model(x, task=task)  # (n, n_classes)
-        if classes is not None:
-            mask = torch.full_like(logits, float("-inf"))
+        out = model(x) if task is None else model(x, task=task)  # (n, n_classes) or (n, T, vocab)
+        if classes is not None and objective.name == "classify":
+            mask = torch.full_like(out, float("-inf"))
             mask[:, list(classes)] = 0.0
-            logits = logits + mask
-        pred = logits.argmax(dim=1).numpy()
-    return float((pred == split.y).mean())
+            out = out + mask
+        hits = objective.hits(out, x, torch.from_numpy(split.y))
+    return float(hits.float().mean())
 
 
 def old_tasks(task: int, seen: int = 0) -> list[int]:

@@ -5,7 +5,8 @@ gate, the evaluator, each replica) builds it from the spec, and a snapshot's wei
 a network built from the same spec. A factory named by ``import`` is called as
 ``factory(in_features=..., n_classes=..., **args)`` and returns a module whose ``forward(x)`` maps
 a float tensor (B, in_features) to logits (B, n_classes); an ``embed(x)`` method, if it has one,
-gives strategies that need features (kNN over network embeddings) the network's own.
+gives strategies that need features (kNN over network embeddings) the network's own. The built-in
+``transformer`` is a byte-level language model over token rows (:mod:`olsim.learner.objective`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from torch import nn
 
 from olsim.learner.adapters import add_adapters
+from olsim.learner.objective import OBJECTIVES, Objective, ObjectiveName
+from olsim.learner.transformer import VOCAB, ByteTransformer
 from olsim.stream.plugin import ImportPath, ImportRef, PluginError, call, import_kind
 
 _SPEC = "olsim_spec"  # attribute of a built network: the spec it was built from
@@ -33,14 +36,25 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
 
-    kind: Literal["mlp", "import"] = Field("mlp", description="mlp: the built-in MLP; import: a factory")
+    kind: Literal["mlp", "transformer", "import"] = Field(
+        "mlp", description="mlp: the built-in MLP; transformer: the built-in byte-level LM; import: a factory"
+    )
     factory: ImportPath | None = Field(
         None, alias="import", description="'package.module:factory' returning an nn.Module (kind: import)"
     )
     args: dict[str, JsonValue] = Field(default_factory=dict, description="the factory's keyword arguments")
     in_features: int = Field(64, ge=1)
     hidden: int = Field(256, ge=1, description="the built-in MLP's hidden width")
-    n_classes: int = Field(10, ge=2)
+    n_classes: int = Field(
+        10, ge=2, description="classes; for a next-token model, the vocabulary (256 bytes)"
+    )
+    objective: ObjectiveName = Field(
+        "classify", description="classify: class logits; next-token: a language model over token rows"
+    )
+    layers: int = Field(2, ge=1, le=96, description="the transformer's blocks")
+    heads: int = Field(4, ge=1, le=128, description="the transformer's attention heads")
+    width: int = Field(128, ge=8, le=16384, description="the transformer's model width")
+    context: int = Field(64, ge=2, le=65536, description="the transformer's longest token window")
     adapters: int = Field(0, ge=0, description="per-task low-rank adapter sets (parameter isolation)")
     lora_rank: int = Field(8, ge=1)
     lora_scale: float = Field(8.0, gt=0, description="adapter output multiplier (LoRA's alpha / r)")
@@ -50,8 +64,20 @@ class ModelSpec(BaseModel):
     def _import_means_kind_import(cls, data: Any) -> Any:
         return import_kind(data)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _transformer_predicts_tokens(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == "transformer":
+            return {"objective": "next-token", "n_classes": VOCAB, **data}
+        return data
+
     @model_validator(mode="after")
     def _kind_matches(self) -> ModelSpec:
+        if self.kind == "transformer":
+            if self.objective != "next-token" or self.n_classes != VOCAB:
+                raise ValueError(f"the transformer is a next-token model over {VOCAB} byte values")
+            if self.width % self.heads:
+                raise ValueError(f"transformer width {self.width} is not a multiple of heads {self.heads}")
         if self.kind == "import" and self.factory is None:
             raise ValueError("kind import needs import: 'package.module:factory'")
         if self.kind == "mlp" and (self.factory is not None or self.args):
@@ -61,6 +87,10 @@ class ModelSpec(BaseModel):
     @property
     def plugin(self) -> ImportRef | None:
         return None if self.factory is None else ImportRef(target=self.factory, args=self.args)
+
+    @property
+    def task_objective(self) -> Objective:
+        return OBJECTIVES[self.objective]
 
 
 class MLP(nn.Module):
@@ -90,9 +120,18 @@ def mlp(in_features: int, n_classes: int, hidden: int = 256) -> MLP:
 
 def _build(spec: ModelSpec) -> nn.Module:
     ref = spec.plugin
-    if ref is None:
-        net: nn.Module = MLP(spec.in_features, spec.hidden, spec.n_classes)
+    net: nn.Module
+    if spec.kind == "mlp":
+        net = MLP(spec.in_features, spec.hidden, spec.n_classes)
+    elif spec.kind == "transformer":
+        if spec.in_features > spec.context:
+            raise PluginError(
+                f"learner.model: token rows of {spec.in_features} bytes exceed the transformer's context "
+                f"of {spec.context}"
+            )
+        net = ByteTransformer(spec.layers, spec.heads, spec.width, spec.context)
     else:
+        assert ref is not None
         net = call(ref, "learner.model", in_features=spec.in_features, n_classes=spec.n_classes)
         if not isinstance(net, nn.Module):
             raise PluginError(
@@ -127,3 +166,10 @@ def spec_of(model: nn.Module) -> ModelSpec:
     if not isinstance(spec, ModelSpec):
         raise TypeError("model was not built by olsim.learner.model.build_model (it has no ModelSpec)")
     return spec
+
+
+def objective_of(model: nn.Module) -> Objective:
+    """What ``model`` (a built network, or a served model around one) is trained on and scored by; a
+    module that :func:`build_model` did not build is taken as a classifier."""
+    spec = getattr(model, "net", model).__dict__.get(_SPEC)
+    return spec.task_objective if isinstance(spec, ModelSpec) else OBJECTIVES["classify"]

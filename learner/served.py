@@ -4,7 +4,8 @@
 logits; with a kNN memory (``knn.x``, ``knn.y``) it is the neighbour vote in the network's embedding
 space, the memory read at query time ("retrieval over learning"). A network with per-task adapters
 uses the request's task, or, without one, routes each row to the task of its nearest exported class
-prototype (``route.protos``, ``route.tasks``).
+prototype (``route.protos``, ``route.tasks``). A next-token network's served model also generates:
+:meth:`ServedModel.generate` decodes greedily, every step from this one version.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import nn
 
 from olsim.learner.adapters import adapter_count, adapter_task
 from olsim.learner.model import spec_of
+from olsim.learner.transformer import greedy
 
 KNN_X, KNN_Y, KNN_K, KNN_EMBED = "knn.x", "knn.y", "knn.k", "knn.embed"
 ROUTE_PROTOS, ROUTE_TASKS = "route.protos", "route.tasks"
@@ -39,7 +41,10 @@ class ServedModel(nn.Module):
         if ROUTE_PROTOS in extras:
             self.protos = nn.functional.normalize(extras[ROUTE_PROTOS].float(), dim=1)  # (P, n_features)
             self.proto_tasks: torch.Tensor = extras[ROUTE_TASKS].long()  # (P,)
-        self.n_classes = spec_of(net).n_classes
+        spec = spec_of(net)
+        self.n_classes = spec.n_classes
+        self.objective = spec.task_objective
+        self.context = int(getattr(net, "context", spec.in_features))  # longest window a generation reads
         self.knn = KNN_X in extras
         if self.knn:
             self.k = int(extras[KNN_K].reshape(-1)[0])
@@ -57,7 +62,10 @@ class ServedModel(nn.Module):
         """Task of each row (B,): nearest class prototype by cosine similarity; task 0 before any exist."""
         if self.protos is None:
             return torch.zeros(len(x), dtype=torch.long)
-        sim = nn.functional.normalize(x, dim=1) @ self.protos.T  # (B, P)
+        width = self.protos.shape[1]
+        if x.shape[1] != width:  # a prompt routes as the stream's rows look: cut, or padded with zeros
+            x = nn.functional.pad(x[:, :width].float(), (0, max(0, width - x.shape[1])))
+        sim = nn.functional.normalize(x.float(), dim=1) @ self.protos.T  # (B, P)
         return self.proto_tasks[sim.argmax(dim=1)]
 
     def forward(self, x: torch.Tensor, task: int | None = None) -> torch.Tensor:
@@ -70,12 +78,39 @@ class ServedModel(nn.Module):
             with adapter_task(task):
                 return self.net(x)
         tasks = self.route(x)
-        out = torch.empty(len(x), self.n_classes)
+        out: torch.Tensor | None = None
         for t in torch.unique(tasks).tolist():
             rows = tasks == t
             with adapter_task(t):
-                out[rows] = self.net(x[rows])
+                part = self.net(x[rows])
+            if out is None:
+                out = part.new_empty((len(x), *part.shape[1:]))
+            out[rows] = part
+        assert out is not None
         return out
+
+    @torch.no_grad()
+    def generate(
+        self, prompt: list[int], max_new_tokens: int, task: int | None = None, stop: int | None = None
+    ) -> list[int]:
+        """Greedy next bytes after ``prompt`` (token ids), at most ``max_new_tokens``, up to and including
+        ``stop``. A network with adapters uses ``task``, or the task its prompt routes to; the window
+        slides once the context is full.
+
+        >>> from olsim.learner.model import ModelSpec, build_model
+        >>> spec = ModelSpec(kind="transformer", in_features=8, layers=1, heads=2, width=16, context=8)
+        >>> net = build_model(spec, seed=0)
+        >>> len(ServedModel(net).generate(list(b"Hi"), max_new_tokens=10))
+        10
+        """
+        if self.objective.name != "next-token":
+            raise TypeError("this model classifies; only a next-token model generates")
+        if not prompt:
+            raise ValueError("generation needs a prompt of at least one token")
+        if task is None and self.adapters:
+            task = int(self.route(torch.tensor([prompt], dtype=torch.float32))[0])
+        with adapter_task(task if self.adapters else None):
+            return greedy(self.net, prompt, max_new_tokens, self.context, stop)
 
     def _vote(self, x: torch.Tensor) -> torch.Tensor:
         q = self._embed(x)  # (B, D)

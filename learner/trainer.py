@@ -10,6 +10,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from olsim.learner.model import objective_of
 from olsim.learner.strategies.base import Strategy
 
 
@@ -22,7 +23,7 @@ class OptimizerConfig(BaseModel):
 @dataclass(frozen=True)
 class StepResult:
     loss: float
-    correct: int  # stream-batch predictions right *before* the update (prequential)
+    correct: int  # stream-batch rows the model got right *before* the update (prequential hits)
     size: int  # stream-batch size
 
 
@@ -48,6 +49,7 @@ class Trainer:
         self.device = torch.device(device)
         self.model = model.to(self.device).train()  # stays in train mode; evaluation uses its own copies
         self.strategy = strategy
+        self.objective = objective_of(model)
         cfg = optimizer or OptimizerConfig()
         params = model.parameters()
         self.optimizer: torch.optim.Optimizer = (
@@ -67,9 +69,10 @@ class Trainer:
         """
         bx, by = self.strategy.prepare_batch(x, y)
         bx, by = bx.to(self.device, non_blocking=True), by.to(self.device, non_blocking=True)
-        logits = self.model(bx)  # (B', n_classes)
-        correct = int((logits[: len(y)].detach().argmax(dim=1) == by[: len(y)]).sum().item())
-        loss = nn.functional.cross_entropy(logits, by)
+        logits = self.model(bx)  # (B', n_classes), or (B', T, vocab) for a next-token model
+        n = len(y)
+        correct = int(self.objective.hits(logits[:n].detach(), bx[:n], by[:n]).sum().item())
+        loss = self.objective.loss(logits, bx, by)
         extra = self.strategy.penalty(self.model, bx, logits)
         if extra is not None:
             loss = loss + extra

@@ -7,6 +7,8 @@ Token ids are bytes (0..255): nothing to download, any text encodes. ``forward(t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -56,6 +58,9 @@ class ByteTransformer(nn.Module):
         self.norm = nn.LayerNorm(width)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-byte logits (B, T, 256) for token ids (B, T); float ids (stream rows) are taken as ids."""
+        if tokens.is_floating_point():
+            tokens = tokens.long()
         t = tokens.shape[1]
         if t > self.context:
             raise ValueError(f"{t} tokens exceed the context of {self.context}")
@@ -64,20 +69,30 @@ class ByteTransformer(nn.Module):
             x = block(x)
         return self.norm(x) @ self.embed_tokens.weight.T  # (B, T, 256): tied embeddings
 
-    @torch.no_grad()
     def generate(self, prompt: torch.Tensor, max_new_tokens: int, stop: int | None = None) -> list[int]:
-        """Greedy bytes after ``prompt`` (1-D ids), at most ``max_new_tokens``, up to and including
-        ``stop``; the window slides when the context is full."""
-        ids = prompt.tolist()
-        out: list[int] = []
-        for _ in range(max_new_tokens):
-            window = torch.tensor([ids[-self.context :]], device=prompt.device)
-            nxt = int(self(window)[0, -1].argmax())
-            ids.append(nxt)
-            out.append(nxt)
-            if nxt == stop:
-                break
-        return out
+        """Greedy bytes after ``prompt`` (1-D ids): :func:`greedy` over this model."""
+        return greedy(self, prompt.tolist(), max_new_tokens, self.context, stop)
+
+
+@torch.no_grad()
+def greedy(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    prompt: list[int],
+    max_new_tokens: int,
+    context: int,
+    stop: int | None = None,
+) -> list[int]:
+    """Greedy next ids after ``prompt`` from a next-token ``model`` ((1, T) ids -> (1, T, V) logits), at
+    most ``max_new_tokens``, up to and including ``stop``; the window slides once ``context`` is full."""
+    ids = list(prompt)
+    out: list[int] = []
+    for _ in range(max_new_tokens):
+        nxt = int(model(torch.tensor([ids[-context:]]))[0, -1].argmax())
+        ids.append(nxt)
+        out.append(nxt)
+        if nxt == stop:
+            break
+    return out
 
 
 def parameters(model: nn.Module) -> int:

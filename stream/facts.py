@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from olsim.stream.tasks import TaskData
+
 RELATIONS: dict[str, tuple[str, tuple[str, ...]]] = {  # name -> (template before the value, values)
     "city": (
         "{e} lives in ",
@@ -42,6 +44,7 @@ RELATIONS: dict[str, tuple[str, tuple[str, ...]]] = {  # name -> (template befor
         ("red", "blue", "green", "amber", "grey", "teal", "plum", "gold", "rust", "jade"),
     ),
 }
+STOP = ord(".")  # every answer ends with a full stop: the byte that ends a generation
 _ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "tr", "st", "kl")
 _VOWELS = ("a", "e", "i", "o", "u")
 
@@ -166,3 +169,51 @@ def encode(text: str) -> np.ndarray:
 
 def decode(tokens: np.ndarray | list[int]) -> str:
     return bytes(int(t) for t in tokens).decode(errors="replace")
+
+
+def token_rows(facts: list[Fact], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Facts as token rows: each sentence's bytes padded with 0 to ``width``, and where its answer
+    starts (the row's label, :mod:`olsim.learner.objective`).
+
+    >>> x, y = token_rows([Fact("Kovalo", "city", "Brest", 0)], width=24)
+    >>> decode(x[0, : y[0]]), x.shape, int(x[0, -1])
+    ('Kovalo lives in ', (1, 24), 0)
+    """
+    x = np.zeros((len(facts), width), dtype=np.int64)
+    y = np.zeros(len(facts), dtype=np.int64)
+    for i, f in enumerate(facts):
+        row = encode(f.sentence)
+        x[i, : len(row)] = row
+        y[i] = len(f.prompt.encode())
+    return x, y
+
+
+def fact_tasks(
+    seed: int,
+    periods: int = 4,
+    entities_per_period: int = 40,
+    changes_per_period: int = 10,
+    relations: tuple[str, ...] | list[str] = ("city", "job"),
+) -> list[TaskData]:
+    """The world of :func:`fact_world` as a task source: one task per period.
+
+    A period's training rows state every fact it brings (new entities and changed values). Its
+    validation and test rows ask the facts it brought that are still true at the end of the world
+    (a fact changed later belongs to the later period's rows), so a period's score only falls when
+    a model forgets. In a world of facts there is nothing else to ask: the gate and the report ask
+    the same questions, and neither is trained on the question (only on the statement).
+
+    >>> tasks = fact_tasks(seed=0, periods=2, entities_per_period=3, changes_per_period=2)
+    >>> [(t.name, t.x.shape[0], int((t.split == 2).sum())) for t in tasks]
+    [('period0', 14, 4), ('period1', 24, 8)]
+    """
+    world = fact_world(seed, periods, entities_per_period, changes_per_period, tuple(relations))
+    final = true_after(world, periods - 1)
+    width = max(len(f.sentence.encode()) for p in world for f in p.facts)
+    out = []
+    for p in world:
+        kept = [f for f in p.facts if final[f.key] is f]
+        x, y = token_rows([*p.facts, *kept, *kept], width)
+        split = np.repeat([0, 1, 2], [len(p.facts), len(kept), len(kept)])
+        out.append(TaskData(f"period{p.index}", x, y, split))
+    return out

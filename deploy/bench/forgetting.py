@@ -87,10 +87,11 @@ def raw_loop_samples_per_s(scenario: Scenario, seed: int) -> float:
         (torch.from_numpy(b.x), torch.from_numpy(b.y)) for b in stream.batches(scenario.learner.batch_size)
     ]
     model = build_model(scenario.learner.model, seed=seed)
+    objective = scenario.learner.model.task_objective
     opt = torch.optim.Adam(model.parameters(), lr=scenario.learner.optimizer.lr)
     t0 = time.perf_counter()
     for x, y in batches:
-        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss = objective.loss(model(x), x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -108,7 +109,7 @@ def run_one(scenario: Scenario, seed: int) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     stream = scenario.stream.model_copy(update={"rate": None}).build(seed)
-    evaluator = Evaluator(stream.tasks, stream.segments)
+    evaluator = Evaluator(stream.tasks, stream.segments, scenario.learner.model.objective)
     eval_s = 0.0
     count = 0
 

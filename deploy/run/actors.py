@@ -70,7 +70,14 @@ def start_evaluator_actor(
     s = scenario
     base = {"num_cpus": 0, "max_concurrency": 8, "resources": dict(s.placement.evaluator), **RESTARTS}
     return _actor(EvaluatorActor, s, **{**base, **options}).remote(
-        s.stream, s.seed, registry, host, port, s.gate.rollback_floor, str(state.resolve())
+        s.stream,
+        s.seed,
+        registry,
+        host,
+        port,
+        s.gate.rollback_floor,
+        str(state.resolve()),
+        s.learner.model.objective,
     )
 
 

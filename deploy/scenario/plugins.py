@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from olsim.deploy.errors import first_line, validation_line
 from olsim.deploy.scenario.spec import Scenario, ScenarioError, check_visits
 from olsim.stream.plugin import ImportRef, PluginError, source_path
+from olsim.stream.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -99,35 +100,36 @@ def _resolve(scenario: Scenario) -> Scenario:
     tasks = s.stream.build_tasks(s.seed)  # a task source is called and its output checked here
     stream = s.stream.with_source_tasks(len(tasks))  # n_tasks set: a task source's count is now known
     width = int(tasks[0].train.x.shape[1])
-    labels = 1 + max(max(t.classes) for t in tasks)
-    if len({c for t in tasks for c in t.classes}) < 2:
-        raise PluginError("the tasks have a single class label between them: a classifier needs two")
     model = s.learner.model
     given = model.model_fields_set  # what the scenario wrote; the rest follows from the tasks
     if "in_features" in given and model.in_features != width:
         raise PluginError(
             f"learner.model.in_features={model.in_features} but the tasks have {width} features"
         )
-    classes = stream.builtin_classes or labels
-    if "n_classes" in given:
-        if model.n_classes < labels:
-            raise PluginError(
-                f"labels outside n_classes: the tasks have labels up to {labels - 1} "
-                f"but learner.model.n_classes={model.n_classes}"
-            )
+    if model.objective == "next-token":
+        _check_token_rows(tasks, model.n_classes)
         classes = model.n_classes
+    else:
+        classes = _classes(tasks, stream.builtin_classes, model.n_classes if "n_classes" in given else None)
     model = ModelSpec.model_validate({**model.model_dump(), "in_features": width, "n_classes": classes})
     strategy = s.learner.strategy
     cls = strategy_class(strategy)
+    if model.objective not in cls.objectives:
+        raise PluginError(
+            f"strategy {cls.name} cannot train a {model.objective} model "
+            f"(it trains: {', '.join(cls.objectives)})"
+        )
     check_visits(cls, stream)
     model = cls.fit_model(model, stream.task_count)
     net = build_model(model, seed=s.seed).eval()
     sample = torch.from_numpy(tasks[0].train.x[:8].copy())
     out = _forward(net, sample, "forward", 0 if model.adapters else None)
-    if tuple(out.shape) != (len(sample), classes):
+    shape = model.task_objective.output_shape(len(sample), width, classes)
+    if tuple(out.shape) != shape:
+        what = "(batch, n_classes)" if len(shape) == 2 else "(batch, tokens, vocabulary)"
         raise PluginError(
             f"learner.model: logits of shape {tuple(out.shape)} for a batch of shape {tuple(sample.shape)}; "
-            f"the model must return ({len(sample)}, {classes}): (batch, n_classes)"
+            f"the model must return {shape}: {what}"
         )
     built = make_strategy(strategy, n_features=width, seed=s.seed)  # its Config validates args
     if getattr(built.config, "embedding", None) == "network":
@@ -142,6 +144,38 @@ def _resolve(scenario: Scenario) -> Scenario:
             )
     learner = s.learner.model_copy(update={"model": model})
     return s.model_copy(update={"stream": stream, "learner": learner})
+
+
+def _classes(tasks: list[Task], builtin: int | None, given: int | None) -> int:
+    """A classifier's ``n_classes``: a built-in set's, the one the scenario gives (checked), else
+    1 + the largest label."""
+    labels = 1 + max(max(t.classes) for t in tasks)
+    if len({c for t in tasks for c in t.classes}) < 2:
+        raise PluginError("the tasks have a single class label between them: a classifier needs two")
+    if given is not None:
+        if given < labels:
+            raise PluginError(
+                f"labels outside n_classes: the tasks have labels up to {labels - 1} "
+                f"but learner.model.n_classes={given}"
+            )
+        return given
+    return builtin or labels
+
+
+def _check_token_rows(tasks: list[Task], vocab: int) -> None:
+    """A next-token model's rows hold token ids below ``vocab`` and answer starts inside the row."""
+    for t in tasks:
+        for part, split in zip(("train", "val", "test"), t.splits, strict=True):
+            x = split.x
+            if (x != x.round()).any() or x.min() < 0 or x.max() >= vocab:
+                raise PluginError(
+                    f"task {t.index} ({t.name!r}) {part}: token rows must hold integer ids 0..{vocab - 1}"
+                )
+            if split.y.max() >= x.shape[1]:
+                raise PluginError(
+                    f"task {t.index} ({t.name!r}) {part}: an answer starts at {int(split.y.max())}, "
+                    f"past the row's {x.shape[1]} tokens"
+                )
 
 
 def _forward(fn: Callable[[Any], Any], x: Any, what: str, task: int | None) -> Any:

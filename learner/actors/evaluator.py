@@ -26,6 +26,7 @@ from olsim.learner import checkpoint
 from olsim.learner.actors.names import resolve
 from olsim.learner.actors.telemetry import LearnerStats, Telemetry
 from olsim.learner.evaluator import Evaluator
+from olsim.learner.objective import ObjectiveName
 from olsim.learner.priority import lower_thread_priority
 from olsim.learner.snapshot import Snapshot
 from olsim.stream.spec import StreamSpec
@@ -45,10 +46,11 @@ class EvaluatorActor:
         port: int = 9464,
         rollback_floor: float | None = None,
         state_dir: str | None = None,
+        objective: ObjectiveName = "classify",
     ):
         torch.set_num_threads(1)
         self.registry = resolve(registry)  # a handle, or an ActorName
-        self.evaluator = Evaluator(stream.build_tasks(seed), stream.segments)
+        self.evaluator = Evaluator(stream.build_tasks(seed), stream.segments, objective)
         self.rollback_floor = rollback_floor
         self.telemetry = Telemetry()
         self.boot = uuid.uuid4().hex

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from olsim.learner.model import ModelSpec
+from olsim.learner.objective import ObjectiveName
 
 
 class NoSettings(BaseModel):
@@ -35,6 +36,7 @@ class Strategy:
 
     name: ClassVar[str] = "base"
     Config: ClassVar[type[BaseModel]] = NoSettings
+    objectives: ClassVar[tuple[ObjectiveName, ...]] = ("classify", "next-token")  # the models it can train
 
     @classmethod
     def fit_model(cls, spec: ModelSpec, n_tasks: int) -> ModelSpec:

@@ -27,6 +27,7 @@ class Der(Strategy):
     """
 
     name = "der"
+    objectives = ("classify",)  # its replayed logits are class logits
 
     def __init__(self, config: DerConfig, *, n_features: int, seed: int = 0, n_classes: int = 10) -> None:
         super().__init__(config, n_features=n_features, seed=seed)

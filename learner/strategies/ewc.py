@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from olsim.learner.buffer import ReservoirBuffer
+from olsim.learner.model import objective_of
 from olsim.learner.strategies.base import Strategy, detached_params, quadratic_anchor
 from olsim.learner.strategies.config import EwcConfig
 
@@ -72,8 +73,10 @@ class Ewc(Strategy):
         x, y = self.task_samples.x[:held].to(device), self.task_samples.y[:held].to(device)
         was_training = model.training
         model.eval()
+        objective = objective_of(model)
         for i in range(len(y)):  # per-sample gradients: the empirical Fisher's diagonal
-            logp = nn.functional.log_softmax(model(x[i : i + 1]), dim=1)[0, y[i]]
+            xi, yi = x[i : i + 1], y[i : i + 1]
+            logp = -objective.row_loss(model(xi), xi, yi)[0]  # the sample's log-likelihood
             grads = torch.autograd.grad(logp, list(params.values()))
             for (n, _), g in zip(params.items(), grads, strict=True):
                 fisher[n] += g.detach() ** 2

@@ -28,6 +28,7 @@ class Knn(Strategy):
     """
 
     name = "knn"
+    objectives = ("classify",)  # its memory votes for class labels
 
     def __init__(self, config: KnnConfig, *, n_features: int, seed: int = 0) -> None:
         super().__init__(config, n_features=n_features, seed=seed)

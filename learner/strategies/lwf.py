@@ -26,6 +26,7 @@ class Lwf(Strategy):
     """
 
     name = "lwf"
+    objectives = ("classify",)  # its distillation is over class logits
 
     def __init__(self, config: LwfConfig, *, n_features: int, seed: int = 0) -> None:
         super().__init__(config, n_features=n_features, seed=seed)
