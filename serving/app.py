@@ -4,6 +4,7 @@ No ``from __future__ import annotations`` here: FastAPI must resolve the handler
 and Serve's ingress wrapper rebuilds the methods where string annotations no longer resolve.
 """
 
+import asyncio
 import logging
 import os
 from typing import Any
@@ -23,6 +24,8 @@ from olsim.serving.config import ServeConfig
 from olsim.serving.follower import WeightFollower
 from olsim.serving.limits import BodyLimit
 from olsim.serving.schemas import (
+    GenerateRequest,
+    GenerateResponse,
     HealthResponse,
     PauseResponse,
     PredictRequest,
@@ -107,6 +110,8 @@ class Predictor:
         if self.draining:
             raise self._unavailable(GOING_AWAY)
         body = read_body(PredictRequest, await request.body())
+        if self.spec.objective != "classify":
+            raise _invalid(("body",), "this model generates text: POST /generate {prompt, max_new_tokens}")
         rows = body.inputs
         if len(rows) > self.config.max_rows:
             raise _invalid(("body", "inputs"), f"{len(rows)} rows; at most {self.config.max_rows} allowed")
@@ -125,6 +130,51 @@ class Predictor:
             raise _invalid(("body", "task"), str(exc)) from None
         response.headers["x-olsim-replica"] = self.replica
         return PredictResponse(predictions=pred.tolist(), model_version=served.version)
+
+    @api.post("/generate", openapi_extra=openapi_body(GenerateRequest))
+    async def generate(self, request: Request, response: Response) -> GenerateResponse:
+        """Greedy continuation of a prompt, every token from the one version read at the start (a swap
+        that lands mid-generation serves the next request)."""
+        if self.draining:
+            raise self._unavailable(GOING_AWAY)
+        body = read_body(GenerateRequest, await request.body())
+        if self.spec.objective != "next-token":
+            raise _invalid(("body",), "this model classifies: POST /predict {inputs}")
+        prompt = body.prompt.encode()
+        if len(prompt) > self.config.max_prompt_bytes:
+            raise _invalid(
+                ("body", "prompt"), f"{len(prompt)} bytes; at most {self.config.max_prompt_bytes} allowed"
+            )
+        if 0 in prompt:
+            raise _invalid(("body", "prompt"), "a prompt must not contain NUL bytes (they pad token rows)")
+        if body.max_new_tokens > self.config.max_new_tokens:
+            raise _invalid(
+                ("body", "max_new_tokens"),
+                f"{body.max_new_tokens} tokens; at most {self.config.max_new_tokens} allowed",
+            )
+        stop = None if body.stop is None else body.stop.encode()
+        if stop is not None and len(stop) != 1:
+            raise _invalid(("body", "stop"), "stop must be a character of one byte in UTF-8")
+        served = self.follower.served  # read once: the whole generation uses this one version
+        if served is None:
+            raise self._unavailable("no model version has been published yet")
+        try:  # off the event loop: health checks and other requests go on while it decodes
+            ids = await asyncio.to_thread(
+                served.model.generate,
+                list(prompt),
+                body.max_new_tokens,
+                body.task,
+                None if stop is None else stop[0],
+            )
+        except ValueError as exc:  # e.g. a task id the served model has no adapter for
+            raise _invalid(("body", "task"), str(exc)) from None
+        response.headers["x-olsim-replica"] = self.replica
+        return GenerateResponse(
+            text=bytes(ids).decode(errors="replace"),
+            tokens=len(ids),
+            stopped=stop is not None and bool(ids) and ids[-1] == stop[0],
+            model_version=served.version,
+        )
 
     def drain(self) -> None:
         """The server is going away (olsim's teardown calls this on every replica): from now on

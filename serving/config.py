@@ -14,6 +14,8 @@ class ServeConfig(BaseModel):
 
     replicas: int = Field(2, ge=1, le=64)
     max_rows: int = Field(1024, ge=1, description="most rows one /predict request may carry")
+    max_prompt_bytes: int = Field(512, ge=1, description="longest /generate prompt, in UTF-8 bytes")
+    max_new_tokens: int = Field(64, ge=1, le=4096, description="most tokens one /generate may ask for")
     max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="larger request bodies get 413 before anything parses them"
     )

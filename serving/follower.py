@@ -12,9 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
-
 from olsim.learner.model import ModelSpec
+from olsim.learner.served import ServedModel
 from olsim.serving.registry import Current
 
 log = logging.getLogger(__name__)
@@ -24,7 +23,7 @@ log = logging.getLogger(__name__)
 class Served:
     version: int
     generation: int  # the registry change that made this version current
-    model: nn.Module
+    model: ServedModel
     published_at: float  # when the registry accepted the version
 
 

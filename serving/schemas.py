@@ -30,6 +30,30 @@ class PredictResponse(BaseModel):
     model_version: int
 
 
+class GenerateRequest(BaseModel):
+    """A prompt to continue: greedy decoding of at most ``max_new_tokens`` bytes, ending early after
+    ``stop`` (one character) when given; ``task`` picks a task's adapters (else the prompt routes).
+    Limits on the prompt's bytes and on ``max_new_tokens`` are the server's (``serving:``).
+
+    >>> GenerateRequest.model_validate_json('{"prompt": "Kovalo lives in ", "stop": "."}').max_new_tokens
+    16
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1)
+    max_new_tokens: int = Field(16, ge=1)
+    task: int | None = Field(None, ge=0)
+    stop: str | None = Field(None, min_length=1, max_length=1, description="a character that ends the text")
+
+
+class GenerateResponse(BaseModel):
+    text: str  # the generated continuation (not the prompt); bytes that are not UTF-8 come out as U+FFFD
+    tokens: int  # bytes generated
+    stopped: bool  # ended at ``stop`` (else at max_new_tokens)
+    model_version: int  # the one version (weights and serving state) that produced every token
+
+
 class VersionResponse(BaseModel):
     model_version: int | None
     published_at: float | None

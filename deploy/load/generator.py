@@ -1,4 +1,5 @@
-"""A small open-loop load generator for /predict (loopback only), used by ``olsim run --load-rps``.
+"""A small open-loop load generator for /predict or /generate (loopback only), used by ``olsim run
+--load-rps``.
 
 Requests are *scheduled* at a fixed arrival rate and sent by a pool of worker threads, so a slow
 response does not delay the next request (open loop). Latency is measured from the scheduled send
@@ -8,11 +9,11 @@ omission"). Each response is checked against the response schema. Full load test
 
 Like any HTTP client with a connection pool (urllib3, browsers), a request sent on a *reused*
 keep-alive connection that the server closed without answering (no HTTP response at all) is sent
-once more; ``/predict`` is idempotent. HAProxy closes idle client connections when Serve reloads it
-on a replica change, and a request can race that close. Nothing else is retried: not a refused
-connection, not a timeout, not a new connection that failed. A retry is a fact about the request:
-its sample says so and why (``retried``), the summary counts them, and a request that fails on its
-second try counts as failed.
+once more; ``/predict`` and ``/generate`` are idempotent. HAProxy closes idle client connections
+when Serve reloads it on a replica change, and a request can race that close. Nothing else is
+retried: not a refused connection, not a timeout, not a new connection that failed. A retry is a
+fact about the request: its sample says so and why (``retried``), the summary counts them, and a
+request that fails on its second try counts as failed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import httpx
 import numpy as np
 from pydantic import ValidationError
 
-from olsim.serving.schemas import PredictResponse
+from olsim.serving.schemas import GenerateResponse, PredictResponse
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,14 @@ class Sample:
 @dataclass
 class LoadGenerator:
     url: str
-    rows: np.ndarray  # candidate input rows
+    rows: np.ndarray  # candidate input rows (a /predict body each), unless ``bodies`` are given
     rps: float = 20.0
     timeout_s: float = 10.0
     seed: int = 0
     workers: int = 16
     max_samples_kept: int = 100_000
+    bodies: list[dict[str, Any]] | None = None  # request bodies to send instead (e.g. /generate prompts)
+    response: type[PredictResponse] | type[GenerateResponse] = PredictResponse  # what a 200 parses as
     samples: list[Sample] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -83,8 +86,11 @@ class LoadGenerator:
             ThreadPoolExecutor(self.workers, thread_name_prefix="olsim-load") as pool,
         ):
             while not self._stop.is_set():
-                row = self.rows[int(rng.integers(len(self.rows)))]
-                pool.submit(self._one, client, {"inputs": [row.tolist()]}, next_at)
+                if self.bodies is not None:
+                    body = self.bodies[int(rng.integers(len(self.bodies)))]
+                else:
+                    body = {"inputs": [self.rows[int(rng.integers(len(self.rows)))].tolist()]}
+                pool.submit(self._one, client, body, next_at)
                 next_at += period
                 self._stop.wait(max(0.0, next_at - time.perf_counter()))
 
@@ -100,7 +106,7 @@ class LoadGenerator:
                 r = client.post(self.url, json=body)
             status = r.status_code
             if status == 200:
-                parsed = PredictResponse.model_validate_json(r.content)
+                parsed = self.response.model_validate_json(r.content)
                 version, replica = parsed.model_version, r.headers.get("x-olsim-replica")
         except httpx.HTTPError as exc:
             log.warning("request failed error=%r retried=%s", exc, retried)

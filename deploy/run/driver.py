@@ -196,11 +196,17 @@ class Run:
 
     def _start_load(self) -> None:
         from olsim.deploy.load.generator import LoadGenerator
+        from olsim.deploy.load.traffic import held_out_traffic
 
         s, cfg = self.scenario, self.scenario.serving
-        rows = np.concatenate([t.test.x for t in s.stream.build_tasks(s.seed)])
+        traffic = held_out_traffic(s.stream.build_tasks(s.seed), s.learner.model.objective)
         self.load = LoadGenerator(
-            f"http://{cfg.host}:{cfg.port}/predict", rows, rps=self.opts.load_rps, seed=s.seed
+            f"http://{cfg.host}:{cfg.port}{traffic.path}",
+            np.empty((0, 0)),
+            rps=self.opts.load_rps,
+            seed=s.seed,
+            bodies=traffic.bodies,
+            response=traffic.response,
         )
         self.load.start()
 
