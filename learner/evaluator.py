@@ -6,12 +6,15 @@ Pure Python/torch; :mod:`olsim.learner.actors.evaluator` runs it inside Ray next
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
+from olsim.learner.facts import FactsLedger
 from olsim.learner.metrics import accuracy, backward_transfer, summarize
 from olsim.learner.objective import ObjectiveName
+from olsim.learner.served import ServedModel
 from olsim.learner.snapshot import Snapshot
 from olsim.stream.tasks import Task
 
@@ -56,6 +59,7 @@ class Evaluator:
     tasks: list[Task]
     segments: list[int] | None = None
     objective: ObjectiveName = "classify"  # the model's (a next-token model has no task-IL score)
+    facts: FactsLedger | None = None  # a facts scenario's per-fact scores, every version
     results: dict[int, VersionEval] = field(default_factory=dict)
     rows: dict[int, list[float]] = field(default_factory=dict)
     rows_task_il: dict[int, list[float]] = field(default_factory=dict)
@@ -72,11 +76,10 @@ class Evaluator:
         return any(len(t.classes) < len({c for u in self.tasks for c in u.classes}) for t in self.tasks)
 
     def evaluate(self, snapshot: Snapshot) -> tuple[list[float], list[float] | None]:
-        class_il, task_il, _ = self._evaluate(snapshot)
+        class_il, task_il, _ = self._evaluate(snapshot.build())
         return class_il, task_il
 
-    def _evaluate(self, snapshot: Snapshot) -> tuple[list[float], list[float] | None, list[float] | None]:
-        model = snapshot.build()
+    def _evaluate(self, model: ServedModel) -> tuple[list[float], list[float] | None, list[float] | None]:
         class_il = [accuracy(model, t.test) for t in self.tasks]
         task_il = None
         if self.has_task_il:
@@ -97,7 +100,10 @@ class Evaluator:
 
     def record(self, version: int, snapshot: Snapshot, published_at: float) -> VersionEval:
         meta = snapshot.meta
-        class_il, task_il, routing = self._evaluate(snapshot)
+        model = snapshot.build()
+        class_il, task_il, routing = self._evaluate(model)
+        if self.facts is not None:
+            self.facts.record(version, model, meta, published_at)
         result = VersionEval(
             version=version,
             published_at=published_at,
@@ -190,6 +196,14 @@ class Evaluator:
         last = max(ends, key=lambda r: r.version)
         assert last.routing is not None
         return float(np.mean(last.routing[: last.n_seen]))
+
+    def facts_report(self) -> dict[str, Any] | None:
+        """The report's ``facts`` block (a facts scenario only), periods ended by the versions that
+        ended their segments."""
+        if self.facts is None:
+            return None
+        ends = {r.segment: r.version for r in self.results.values() if r.task_end}
+        return self.facts.report(ends)
 
     def summary(self, task_il: bool = False) -> dict[str, float | None]:
         if task_il:

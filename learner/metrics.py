@@ -11,12 +11,14 @@ each definition below is exactly the GEM/Chaudhry one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from olsim.learner.model import objective_of
+from olsim.learner.served import ServedModel
 from olsim.stream.tasks import Split
 
 Matrix = Sequence[Sequence[float]]
@@ -35,13 +37,16 @@ def accuracy(
     objective = objective_of(model)
     model.eval()
     with torch.inference_mode():
-        x = torch.from_numpy(split.x)
-        out = model(x) if task is None else model(x, task=task)  # (n, n_classes) or (n, T, vocab)
+        x, y = torch.from_numpy(split.x), torch.from_numpy(split.y)
+        kwargs: dict[str, Any] = {} if task is None else {"task": task}
+        if objective.name == "next-token" and isinstance(model, ServedModel):
+            kwargs["answer_at"] = y  # a served model with a fact store looks up each row's question
+        out = model(x, **kwargs)  # (n, n_classes) or (n, T, vocab)
         if classes is not None and objective.name == "classify":
             mask = torch.full_like(out, float("-inf"))
             mask[:, list(classes)] = 0.0
             out = out + mask
-        hits = objective.hits(out, x, torch.from_numpy(split.y))
+        hits = objective.hits(out, x, y)
     return float(hits.float().mean())
 
 

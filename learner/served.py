@@ -5,7 +5,10 @@ logits; with a kNN memory (``knn.x``, ``knn.y``) it is the neighbour vote in the
 space, the memory read at query time ("retrieval over learning"). A network with per-task adapters
 uses the request's task, or, without one, routes each row to the task of its nearest exported class
 prototype (``route.protos``, ``route.tasks``). A next-token network's served model also generates:
-:meth:`ServedModel.generate` decodes greedily, every step from this one version.
+:meth:`ServedModel.generate` decodes greedily, every step from this one version. With a fact store
+(``rag.keys``, ``rag.rows``: :mod:`olsim.learner.retrieval`) it reads the store at query time: the
+sentence retrieved for a prompt goes before it, for a generation and for a scored row alike
+(``answer_at``: where each row's answer starts, so that only its question is looked up).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from torch import nn
 
 from olsim.learner.adapters import adapter_count, adapter_task
 from olsim.learner.model import spec_of
+from olsim.learner.retrieval import Retriever, with_context
 from olsim.learner.transformer import greedy
 
 KNN_X, KNN_Y, KNN_K, KNN_EMBED = "knn.x", "knn.y", "knn.k", "knn.embed"
@@ -45,6 +49,7 @@ class ServedModel(nn.Module):
         self.n_classes = spec.n_classes
         self.objective = spec.task_objective
         self.context = int(getattr(net, "context", spec.in_features))  # longest window a generation reads
+        self.retriever = Retriever.from_extras(extras)
         self.knn = KNN_X in extras
         if self.knn:
             self.k = int(extras[KNN_K].reshape(-1)[0])
@@ -68,10 +73,34 @@ class ServedModel(nn.Module):
         sim = nn.functional.normalize(x.float(), dim=1) @ self.protos.T  # (B, P)
         return self.proto_tasks[sim.argmax(dim=1)]
 
-    def forward(self, x: torch.Tensor, task: int | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, task: int | None = None, answer_at: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if self.knn:
             with torch.no_grad():  # a vote is not differentiable
                 return self._vote(x)
+        if self.retriever is not None and answer_at is not None:
+            return self._read_store(x, answer_at, task)
+        return self._network(x, task)
+
+    def _read_store(self, x: torch.Tensor, answer_at: torch.Tensor, task: int | None) -> torch.Tensor:
+        """Logits for rows ``x`` (B, T, V), each read after the sentence retrieved for its question."""
+        assert self.retriever is not None
+        rows, shift = [], []
+        for row, start in zip(x.tolist(), answer_at.tolist(), strict=True):
+            text = bytes(int(v) for v in row if v > 0)
+            full = with_context(text, self.retriever.lookup(text[: int(start)]))
+            rows.append(full)
+            shift.append(len(full) - len(text))
+        width = max(len(r) for r in rows)
+        aug = torch.zeros(len(rows), width, dtype=x.dtype)
+        for i, r in enumerate(rows):
+            aug[i, : len(r)] = torch.tensor(list(r), dtype=x.dtype)
+        out = self._network(aug, task)  # (B, width, V)
+        idx = (torch.tensor(shift)[:, None] + torch.arange(x.shape[1])[None, :]).clamp(max=width - 1)
+        return out.gather(1, idx[..., None].expand(-1, -1, out.shape[-1]))
+
+    def _network(self, x: torch.Tensor, task: int | None) -> torch.Tensor:
         if not self.adapters:
             return self.net(x)  # (B, n_classes)
         if task is not None:
@@ -109,8 +138,11 @@ class ServedModel(nn.Module):
             raise ValueError("generation needs a prompt of at least one token")
         if task is None and self.adapters:
             task = int(self.route(torch.tensor([prompt], dtype=torch.float32))[0])
+        ids = list(prompt)
+        if self.retriever is not None:
+            ids = list(with_context(bytes(prompt), self.retriever.lookup(bytes(prompt))))
         with adapter_task(task if self.adapters else None):
-            return greedy(self.net, prompt, max_new_tokens, self.context, stop)
+            return greedy(self.net, ids, max_new_tokens, self.context, stop)
 
     def _vote(self, x: torch.Tensor) -> torch.Tensor:
         q = self._embed(x)  # (B, D)

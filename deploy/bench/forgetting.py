@@ -104,21 +104,24 @@ def run_one(scenario: Scenario, seed: int) -> dict[str, Any]:
     import torch
 
     from olsim.learner.evaluator import Evaluator
+    from olsim.learner.facts import FactProbes, FactsLedger
     from olsim.learner.loop import LearnerLoop
     from olsim.learner.snapshot import Snapshot
 
     torch.set_num_threads(1)
     stream = scenario.stream.model_copy(update={"rate": None}).build(seed)
-    evaluator = Evaluator(stream.tasks, stream.segments, scenario.learner.model.objective)
+    probes = FactProbes.for_stream(scenario.stream.plugin, seed, stream)
+    facts = FactsLedger(probes) if probes is not None else None
+    evaluator = Evaluator(stream.tasks, stream.segments, scenario.learner.model.objective, facts)
     eval_s = 0.0
     count = 0
 
     def publish(snap: Snapshot) -> int:
         nonlocal count, eval_s
         count += 1
-        if snap.meta.get("task_end"):
+        if snap.meta.get("task_end") or facts is not None:  # freshness needs every version scored
             t = time.perf_counter()
-            evaluator.record(count, snap, published_at=0.0)
+            evaluator.record(count, snap, published_at=time.time())
             eval_s += time.perf_counter() - t
         return count
 
@@ -139,6 +142,7 @@ def run_one(scenario: Scenario, seed: int) -> dict[str, Any]:
         "samples": loop.trainer.samples,
         "samples_per_s": loop.trainer.samples / train_s,
         "state_bytes": _state_bytes(loop.trainer.strategy.state_dict()),
+        "facts": evaluator.facts_report(),
     }
 
 

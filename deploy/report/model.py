@@ -153,6 +153,49 @@ class Expectation(_Fixed):
     detail: str | None = None
 
 
+class Spread(_Fixed):
+    p50: float
+    p90: float
+
+
+class Freshness(_Fixed):
+    """From a fact's arrival in the stream to the first served version that answers it right."""
+
+    measured: int = Field(description="facts (still true at the end) that some version answered right")
+    never: int = Field(description="facts no version answered right")
+    versions: Percentiles | None = Field(
+        description="versions published after its arrival, up to that one (1: the first)"
+    )
+    seconds: Percentiles | None
+
+
+class FactShares(_Fixed):
+    """What one served version knows (exact match; null where the category is empty)."""
+
+    version: int
+    task: int = Field(description="the period the learner was on")
+    old_kept: float | None = Field(description="earlier periods' facts that are still true, answered right")
+    updated_fresh: float | None = Field(
+        description="changed facts that have arrived, answered with the new value"
+    )
+    stale_answers: float | None = Field(
+        description="the same changed facts, answered with the superseded value"
+    )
+    new_learned: float | None = Field(description="the period's facts about new entities, answered right")
+
+
+class PeriodFacts(FactShares):
+    freshness: Freshness = Field(description="of the facts this period brought")
+
+
+class Facts(_Fixed):
+    """A facts scenario's knowledge of its changing world: see olsim.learner.facts."""
+
+    periods: list[PeriodFacts] = Field(description="scored by the version that ended each period")
+    overall: FactShares | None = Field(description="the last version")
+    freshness: Freshness
+
+
 class RunReport(_Fixed):
     """What one ``olsim run`` measured. R[i][j] in ``accuracy_matrix`` is the test accuracy on task j
     of the version served when task (segment) i ended (GEM's definition)."""
@@ -178,6 +221,7 @@ class RunReport(_Fixed):
     forgetting: float | None
     task_il: TaskIL | None = None
     routing_accuracy: float | None = Field(None, description="share of rows routed to their own task (lora)")
+    facts: Facts | None = Field(None, description="a facts scenario's old, updated, stale and new facts")
     unserved_rows: list[int]
     versions_published: int = Field(description="versions the registry accepted")
     served_version: int | None

@@ -246,6 +246,7 @@ class Run:
             "forgetting": ev["forgetting"],
             "task_il": ev["task_il"],
             "routing_accuracy": ev["routing_accuracy"],
+            "facts": ev["facts"],
             "unserved_rows": ev["unserved_rows"],  # segments that ended with nothing served: row = baseline
             "versions_published": state["latest"],
             "served_version": state["served"],

@@ -26,6 +26,7 @@ from olsim.learner import checkpoint
 from olsim.learner.actors.names import resolve
 from olsim.learner.actors.telemetry import LearnerStats, Telemetry
 from olsim.learner.evaluator import Evaluator
+from olsim.learner.facts import FactProbes, FactsLedger
 from olsim.learner.objective import ObjectiveName
 from olsim.learner.priority import lower_thread_priority
 from olsim.learner.snapshot import Snapshot
@@ -50,7 +51,10 @@ class EvaluatorActor:
     ):
         torch.set_num_threads(1)
         self.registry = resolve(registry)  # a handle, or an ActorName
-        self.evaluator = Evaluator(stream.build_tasks(seed), stream.segments, objective)
+        tasks = stream.build_tasks(seed)
+        probes = FactProbes.for_stream(stream.plugin, seed, stream.build(seed, tasks))
+        facts = None if probes is None else FactsLedger(probes)  # a facts scenario: every fact, every version
+        self.evaluator = Evaluator(tasks, stream.segments, objective, facts)
         self.rollback_floor = rollback_floor
         self.telemetry = Telemetry()
         self.boot = uuid.uuid4().hex
@@ -132,6 +136,7 @@ class EvaluatorActor:
                     else None
                 ),
                 "routing_accuracy": ev.routing_accuracy(),
+                "facts": ev.facts_report(),
                 "unserved_rows": list(ev.unserved_rows),
                 "timeline": [asdict(r) for r in sorted(ev.results.values(), key=lambda r: r.version)],
                 "auto_rollbacks": list(self.auto_rollbacks),

@@ -81,6 +81,17 @@ class KnnConfig(_Config):
     )
 
 
+class RagConfig(_Config):
+    """Retrieval over learning for a language model: a store of the stream's fact sentences, newest per
+    question, that the served model reads at query time; the network learns to answer from context."""
+
+    kind: Literal["rag"] = "rag"
+    store_size: int | None = Field(
+        None, ge=1, le=10_000_000, description="facts kept (the least recently stated go); null: all"
+    )
+    context_weight: float = Field(1.0, gt=0, description="weight of the answer-from-context loss")
+
+
 class LoraConfig(_Config):
     """Parameter isolation: frozen base after the first task, per-task low-rank adapters, task routing.
 
@@ -116,6 +127,7 @@ StrategyConfig = Annotated[
     | LwfConfig
     | KnnConfig
     | LoraConfig
+    | RagConfig
     | ImportConfig,
     Field(discriminator="kind"),
 ]

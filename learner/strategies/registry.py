@@ -16,6 +16,7 @@ from olsim.learner.strategies.config import (
     LoraConfig,
     LwfConfig,
     NaiveConfig,
+    RagConfig,
     ReplayConfig,
     SiConfig,
 )
@@ -26,6 +27,7 @@ from olsim.learner.strategies.knn import Knn
 from olsim.learner.strategies.lora import Lora
 from olsim.learner.strategies.lwf import Lwf
 from olsim.learner.strategies.naive import Naive
+from olsim.learner.strategies.rag import Rag
 from olsim.learner.strategies.replay import Replay
 from olsim.learner.strategies.si import Si
 from olsim.stream.plugin import PluginError
@@ -42,6 +44,7 @@ STRATEGIES: dict[str, tuple[type[BaseModel], type[Strategy]]] = {
     "lwf": (LwfConfig, Lwf),
     "knn": (KnnConfig, Knn),
     "lora": (LoraConfig, Lora),
+    "rag": (RagConfig, Rag),
 }
 
 

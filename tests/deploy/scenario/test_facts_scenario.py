@@ -1,6 +1,7 @@
 """The facts scenario at a small size, through the learner loop the Ray learner runs: plain
-fine-tuning forgets earlier periods' facts, replay keeps most of them; strategies and settings that
-cannot work on a language model stop ``olsim run`` before anything starts."""
+fine-tuning forgets earlier periods' facts; retrieval keeps them, serves changed facts with their
+new value and new facts in the first version after they arrive; strategies and settings that cannot
+work on a language model stop ``olsim run`` before anything starts."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _small(strategy: str) -> Scenario:
 
 @pytest.fixture(scope="module")
 def runs() -> dict[str, Any]:
-    return {s: run_one(_small(s), seed=0)["class"] for s in ("naive", "replay")}
+    return {s: run_one(_small(s), seed=0) for s in ("naive", "rag")}
 
 
 def test_the_scenario_resolves_to_a_next_token_transformer() -> None:
@@ -40,15 +41,28 @@ def test_the_scenario_resolves_to_a_next_token_transformer() -> None:
 
 
 def test_naive_fine_tuning_forgets_the_first_period(runs: dict[str, Any]) -> None:
-    r = runs["naive"]["accuracy_matrix"]
+    r = runs["naive"]["class"]["accuracy_matrix"]
     assert r[0][0] >= 0.9  # learned
     assert all(r[i][i] >= 0.9 for i in range(len(r)))  # every period is learned in turn
     assert r[-1][0] <= r[0][0] - 0.3  # and the first is gone by the end
 
 
-def test_replay_keeps_more_of_the_old_periods(runs: dict[str, Any]) -> None:
-    old = [runs[s]["accuracy_matrix"][-1][:-1] for s in ("naive", "replay")]
-    assert sum(old[1]) / len(old[1]) >= sum(old[0]) / len(old[0]) + 0.2
+def test_naive_answers_new_facts_and_loses_old_ones(runs: dict[str, Any]) -> None:
+    last = runs["naive"]["facts"]["overall"]
+    assert last["new_learned"] >= 0.9 and last["old_kept"] <= 0.3
+
+
+def test_retrieval_keeps_old_facts_serves_changes_fresh_and_at_once(runs: dict[str, Any]) -> None:
+    facts = runs["rag"]["facts"]
+    last = facts["overall"]
+    assert last["old_kept"] >= 0.9 and last["updated_fresh"] >= 0.9 and last["stale_answers"] <= 0.05
+    assert last["new_learned"] >= 0.9
+    # once the network answers from context, a fact is served by the first version after it arrives
+    assert facts["periods"][-1]["freshness"]["versions"]["p90"] == 1.0
+    assert (
+        runs["rag"]["class"]["accuracy_matrix"][-1][0]
+        >= runs["naive"]["class"]["accuracy_matrix"][0][0] - 0.1
+    )
 
 
 @pytest.mark.parametrize(
