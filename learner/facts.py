@@ -155,6 +155,7 @@ class FactsLedger:
 
     probes: FactProbes
     versions: dict[int, VersionFacts] = field(default_factory=dict)
+    first_right: dict[int, int] = field(default_factory=dict)  # fact -> first version right after arrival
 
     def record(
         self, version: int, model: ServedModel, meta: dict[str, Any], published_at: float
@@ -165,6 +166,20 @@ class FactsLedger:
         )
         self.versions[version] = v
         return self.shares(v)
+
+    def newly_fresh(self, version: int) -> list[float]:
+        """Seconds from arrival for each fact that ``version`` (the newest scored) is the first to
+        answer right: what the live freshness histogram observes."""
+        v, p = self.versions[version], self.probes
+        order = sorted(self.versions.values(), key=lambda u: u.version)
+        offsets = np.asarray([u.offset for u in order], dtype=float)
+        times = np.asarray([u.published_at for u in order], dtype=float)
+        out = []
+        for i in np.flatnonzero(v.now & (p.arrival >= 0) & (p.arrival < v.offset)):
+            if int(i) not in self.first_right:
+                self.first_right[int(i)] = version
+                out.append(max(0.0, v.published_at - float(np.interp(p.arrival[i], offsets, times))))
+        return out
 
     def shares(self, v: VersionFacts) -> dict[str, Any]:
         """What version ``v`` knows, by the categories above, on the facts that had arrived."""

@@ -79,12 +79,20 @@ def bench() -> None:
 @many("--strategies", metavar="NAME", help="default: every registered strategy")
 @many("--seeds", type=click.IntRange(min=0), default=(0, 1, 2), metavar="N")
 @many("--scenarios", default=("split-digits", "permuted-digits"), metavar="NAME")
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="timed runs of each (strategy, seed) and of the raw loop, interleaved; medians reported",
+)
 @_out()
 @_json("out/bench-forgetting.json")
 def forgetting(
     strategies: tuple[str, ...],
     seeds: tuple[int, ...],
     scenarios: tuple[str, ...],
+    repeats: int,
     out: Path,
     json_path: Path,
 ) -> int:
@@ -95,8 +103,9 @@ def forgetting(
     _check_scenarios(scenarios)
     command = "olsim bench forgetting " + " ".join(
         ["--strategies", *names, "--seeds", *map(str, seeds), "--scenarios", *scenarios]
+        + ([] if repeats == 3 else ["--repeats", str(repeats)])
     )
-    results = bench_forgetting(names, list(seeds), list(scenarios), out, command)
+    results = bench_forgetting(names, list(seeds), list(scenarios), out, command, repeats)
     _dump(json_path, results)
     click.echo(f"{len(results)} runs; table written to {out}, raw results to {json_path}")
     return 0
@@ -312,6 +321,13 @@ def swap(
     show_default=True,
     help="interleaved runs per cell; median reported",
 )
+@click.option(
+    "--model",
+    type=click.Choice(["mlp", "transformer"]),
+    default="mlp",
+    show_default=True,
+    help="the MLP on random rows, or the facts scenario's byte transformer on fact sentences",
+)
 @_out()
 @_json("out/bench-learner.json")
 def learner(
@@ -319,6 +335,7 @@ def learner(
     batches: tuple[int, ...],
     seconds: float,
     repeats: int,
+    model: str,
     out: Path,
     json_path: Path,
 ) -> int:
@@ -330,9 +347,11 @@ def learner(
     command = (
         f"olsim bench learner --strategies {' '.join(names)} "
         f"--batches {' '.join(map(str, batches))} --seconds {seconds:g} --repeats {repeats}"
+        + ("" if model == "mlp" else f" --model {model}")
     )
-    rows = bench_learner(names, list(batches), seconds, repeats)
-    write_section(out, render(rows, command), title="Learner throughput (`olsim bench learner`)")
+    kind: Any = model
+    rows = bench_learner(names, list(batches), seconds, repeats, kind)
+    write_section(out, render(rows, command, kind), title="Learner throughput (`olsim bench learner`)")
     _dump(json_path, rows)
     click.echo(f"table written to {out}, raw results to {json_path}")
     return 0

@@ -10,6 +10,10 @@ same batches and device, with the same per-step device sync (``loss.item()``). C
 
 On a machine with CUDA the GPU column appears, with the crossover (the smallest batch size at
 which the GPU trains the plain loop faster) and what ``device: auto`` picks (learner/device.py).
+
+``model``: ``mlp`` (64-256-10 on random rows) or ``transformer`` (the facts scenario's byte
+transformer, 0.12M parameters, on its fact sentences: next-token loss; strategies that cannot train
+a next-token model are left out). Each model has its own table.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import logging
 import platform
 import statistics
 import time
-from typing import Any
+from functools import cache
+from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from olsim.deploy.bench import torch_threads
@@ -30,14 +36,40 @@ from olsim.learner.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
-START = "<!-- olsim bench learner: start -->"
-END = "<!-- olsim bench learner: end -->"
 N_TASKS = 5
 POOL = 8  # distinct batches cycled through
+Model = Literal["mlp", "transformer"]
 
 
-def _batches(batch: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def markers(model: Model) -> tuple[str, str]:
+    tag = "olsim bench learner" if model == "mlp" else f"olsim bench learner {model}"
+    return f"<!-- {tag}: start -->", f"<!-- {tag}: end -->"
+
+
+@cache
+def _facts() -> tuple[torch.Tensor, torch.Tensor]:
+    from olsim.stream.facts import fact_tasks
+    from olsim.stream.tasks import tasks_from_data
+
+    tasks = tasks_from_data(fact_tasks(seed=0), seed=0)
+    x = torch.from_numpy(np.concatenate([t.train.x for t in tasks]))
+    return x, torch.from_numpy(np.concatenate([t.train.y for t in tasks]))
+
+
+def spec_of_model(model: Model) -> ModelSpec:
+    if model == "mlp":
+        return ModelSpec()
+    return ModelSpec(
+        kind="transformer", in_features=_facts()[0].shape[1], layers=2, heads=4, width=64, context=48
+    )
+
+
+def _batches(batch: int, seed: int, model: Model = "mlp") -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
+    if model == "transformer":
+        x, y = _facts()
+        picks = [torch.randint(len(y), (batch,), generator=g) for _ in range(POOL)]
+        return [(x[i], y[i]) for i in picks]
     return [
         (torch.randn(batch, 64, generator=g), torch.randint(0, 10, (batch,), generator=g))
         for _ in range(POOL)
@@ -49,17 +81,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def raw_samples_per_s(batch: int, device: torch.device, seconds: float, seed: int = 0) -> float:
-    """A plain torch loop: MLP 64-256-10, Adam, cross-entropy, batches copied from the CPU. Like
-    olsim's trainer it reads the loss back every step (``loss.item()``), so both wait for the device
-    once per step: the comparison is of the work, not of how far ahead the GPU queue runs."""
-    model = build_model(ModelSpec(), seed=seed).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    batches = _batches(batch, seed)
+def raw_samples_per_s(
+    batch: int, device: torch.device, seconds: float, seed: int = 0, model: Model = "mlp"
+) -> float:
+    """A plain torch loop: the model, Adam, its objective's loss (cross-entropy, or next-byte
+    cross-entropy for the transformer), batches copied from the CPU. Like olsim's trainer it reads the
+    loss back every step (``loss.item()``), so both wait for the device once per step: the comparison
+    is of the work, not of how far ahead the GPU queue runs."""
+    spec = spec_of_model(model)
+    net = build_model(spec, seed=seed).to(device)
+    objective = spec.task_objective
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    batches = _batches(batch, seed, model)
 
     def step(i: int) -> None:
         x, y = batches[i % POOL]
-        loss = torch.nn.functional.cross_entropy(model(x.to(device)), y.to(device))
+        x, y = x.to(device), y.to(device)
+        loss = objective.loss(net(x), x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -77,15 +115,14 @@ def raw_samples_per_s(batch: int, device: torch.device, seconds: float, seed: in
 
 
 def strategy_samples_per_s(
-    name: str, batch: int, device: torch.device, seconds: float, seed: int = 0
+    name: str, batch: int, device: torch.device, seconds: float, seed: int = 0, model: Model = "mlp"
 ) -> float:
     """olsim's Trainer with strategy ``name``, after one announced task end (penalties active)."""
     config_cls, cls = STRATEGIES[name]
-    spec = cls.fit_model(ModelSpec(), N_TASKS)
-    trainer = Trainer(
-        build_model(spec, seed=seed), make_strategy(config_cls(), n_features=64, seed=seed), device=device
-    )
-    batches = _batches(batch, seed)
+    spec = cls.fit_model(spec_of_model(model), N_TASKS)
+    strategy = make_strategy(config_cls(), n_features=spec.in_features, seed=seed)
+    trainer = Trainer(build_model(spec, seed=seed), strategy, device=device)
+    batches = _batches(batch, seed, model)
     for i in range(20):
         trainer.step(*batches[i % POOL])
     trainer.end_task(0)
@@ -116,30 +153,35 @@ def device_name(device: torch.device) -> str:
     return f"{cpu}, 1 torch thread"
 
 
+def trains(name: str, model: Model) -> bool:
+    return spec_of_model(model).objective in STRATEGIES[name][1].objectives
+
+
 def bench_learner(
-    strategies: list[str], batches: list[int], seconds: float = 1.0, repeats: int = 3
+    strategies: list[str], batches: list[int], seconds: float = 1.0, repeats: int = 3, model: Model = "mlp"
 ) -> list[dict[str, Any]]:
     """One row per (device, batch size): raw torch and every strategy, medians over ``repeats``."""
+    strategies = [s for s in strategies if trains(s, model)]
+    spec = spec_of_model(model)
     rows: list[dict[str, Any]] = []
     with torch_threads(1):
         for device in devices():
             for batch in batches:
                 runs: dict[str, list[float]] = {"raw": [], **{s: [] for s in strategies}}
                 for r in range(repeats):  # interleaved: drift on the machine hits every cell alike
-                    runs["raw"].append(raw_samples_per_s(batch, device, seconds, seed=r))
+                    runs["raw"].append(raw_samples_per_s(batch, device, seconds, r, model))
                     for s in strategies:
-                        runs[s].append(strategy_samples_per_s(s, batch, device, seconds, seed=r))
+                        runs[s].append(strategy_samples_per_s(s, batch, device, seconds, r, model))
                 med = {k: statistics.median(v) for k, v in runs.items()}
                 rows.append(
                     {
+                        "model": model,
                         "device": device.type,
                         "device_name": device_name(device),
                         "batch": batch,
                         "raw": med["raw"],
                         "strategies": {s: med[s] for s in strategies},
-                        "auto": choose_device(
-                            "auto", ModelSpec(), batch, cuda=torch.cuda.is_available()
-                        ).type,
+                        "auto": choose_device("auto", spec, batch, cuda=torch.cuda.is_available()).type,
                     }
                 )
                 log.warning("%s batch %d: raw %.0f samples/s", device.type, batch, med["raw"])
@@ -154,12 +196,19 @@ def crossover(rows: list[dict[str, Any]]) -> int | None:
     return wins[0] if wins else None
 
 
-def render(rows: list[dict[str, Any]], command: str) -> str:
+def render(rows: list[dict[str, Any]], command: str, model: Model = "mlp") -> str:
     strategies = list(rows[0]["strategies"]) if rows else []
     names = {r["device"]: r["device_name"] for r in rows}
+    start, end = markers(model)
+    what = (
+        "MLP 64-256-10"
+        if model == "mlp"
+        else "the facts scenario's byte transformer (0.12M parameters) on fact sentences of up to "
+        f"{spec_of_model(model).in_features} bytes, next-token loss (a sample is one sentence)"
+    )
     lines = [
-        START,
-        f"Command: `{command}`. Samples/s (thousands) of olsim's Trainer, MLP 64-256-10, one announced task "
+        start,
+        f"Command: `{command}`. Samples/s (thousands) of olsim's Trainer, {what}, one announced task "
         "end before timing; in brackets, the ratio to the plain torch loop on the same device and batches. "
         + "; ".join(f"{d}: {n}" for d, n in names.items())
         + ".",
@@ -167,10 +216,14 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         "| device | batch | plain torch | " + " | ".join(strategies) + " | auto picks |",
         "|---" * (len(strategies) + 4) + "|",
     ]
+    digits = 0 if model == "mlp" else 1
     for r in rows:
-        cells = [f"{r['strategies'][s] / 1e3:,.0f} ({r['strategies'][s] / r['raw']:.2f})" for s in strategies]
+        cells = [
+            f"{r['strategies'][s] / 1e3:,.{digits}f} ({r['strategies'][s] / r['raw']:.2f})"
+            for s in strategies
+        ]
         lines.append(
-            f"| {r['device']} | {r['batch']} | {r['raw'] / 1e3:,.0f} | "
+            f"| {r['device']} | {r['batch']} | {r['raw'] / 1e3:,.{digits}f} | "
             + " | ".join(cells)
             + f" | {r['auto']} |"
         )
@@ -179,7 +232,7 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         lines += ["", f"Crossover (plain loop, measured batches): {'none' if c is None else f'batch {c}'}."]
     else:
         lines += ["", "No CUDA device on this machine: GPU columns and the crossover need one."]
-    lines.append(END)
+    lines.append(end)
     return "\n".join(lines)
 
 

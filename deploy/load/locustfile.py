@@ -1,4 +1,5 @@
-"""Locust users for olsim's ``/predict``: single-row and batched requests drawn from held-out data.
+"""Locust users for olsim's ``/predict`` (single-row and batched requests drawn from held-out data)
+or ``/generate`` (held-out questions, for a language model).
 
 Run by ``olsim load`` (``python -m locust -f deploy/load/locustfile.py --headless ...``), or by hand
 against any olsim::
@@ -9,6 +10,8 @@ Environment (``olsim load`` sets it):
 
 - ``OLSIM_LOAD_ROWS``: ``.npy`` file of input rows (float32, ``allow_pickle=False``); default:
   every task's held-out test rows of split-digits, seed 0.
+- ``OLSIM_LOAD_GENERATE``: a JSON list of ``/generate`` bodies; when set, users send those instead
+  of ``/predict`` rows (each response must parse as ``GenerateResponse``).
 - ``OLSIM_LOAD_BATCH_ROWS`` (default 32) and ``OLSIM_LOAD_BATCH_SHARE`` (default 0.2): rows per
   batched request, and the share of requests that are batched.
 - ``OLSIM_LOAD_SAMPLES``: where to write one row per request when the test stops (JSON list of
@@ -31,7 +34,7 @@ import numpy as np
 from locust import FastHttpUser, events, task
 from pydantic import ValidationError
 
-from olsim.serving.schemas import PredictResponse
+from olsim.serving.schemas import GenerateResponse, PredictResponse
 
 SAMPLES: list[list[Any]] = []
 
@@ -45,7 +48,11 @@ def _rows() -> np.ndarray:
     return np.concatenate([t.test.x for t in build_tasks("split-digits", seed=0)])
 
 
-ROWS = _rows()
+GENERATE: list[dict[str, Any]] | None = None
+if os.environ.get("OLSIM_LOAD_GENERATE"):
+    with open(os.environ["OLSIM_LOAD_GENERATE"]) as _f:
+        GENERATE = json.load(_f)
+ROWS = _rows() if GENERATE is None else np.zeros((0, 0), dtype=np.float32)
 BATCH_ROWS = int(os.environ.get("OLSIM_LOAD_BATCH_ROWS", "32"))
 BATCH_SHARE = float(os.environ.get("OLSIM_LOAD_BATCH_SHARE", "0.2"))
 
@@ -57,7 +64,37 @@ class PredictUser(FastHttpUser):
         self.rng = random.Random(id(self))
 
     @task
-    def predict(self) -> None:
+    def request(self) -> None:
+        if GENERATE is not None:
+            self._generate(GENERATE[self.rng.randrange(len(GENERATE))])
+        else:
+            self._predict()
+
+    def _generate(self, body: dict[str, Any]) -> None:
+        sent = time.time()
+        t0 = time.perf_counter()
+        with self.client.post("/generate", json=body, name="/generate", catch_response=True) as r:
+            latency_ms = (time.perf_counter() - t0) * 1e3
+            status, version = r.status_code or 0, None
+            if status == 200:
+                try:
+                    version = GenerateResponse.model_validate_json(r.content or b"").model_version
+                except ValidationError as exc:
+                    status = 0
+                    r.failure(f"response breaks the schema: {exc}")
+            SAMPLES.append(
+                [
+                    round(sent, 4),
+                    round(latency_ms, 3),
+                    status,
+                    version,
+                    r.headers.get("x-olsim-replica"),
+                    1,
+                    None,
+                ]
+            )
+
+    def _predict(self) -> None:
         batched = self.rng.random() < BATCH_SHARE
         n = BATCH_ROWS if batched else 1
         idx = [self.rng.randrange(len(ROWS)) for _ in range(n)]

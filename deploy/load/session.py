@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from olsim.deploy.errors import UserError, first_line
 from olsim.deploy.load.generator import LoadGenerator, summarize_rows
+from olsim.deploy.load.traffic import Traffic, held_out_traffic
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,20 @@ def wait_serving(url: str, timeout_s: float, alive: Any = None) -> int:
     raise LoadError(f"{url} served no model version within {timeout_s:.0f}s")
 
 
-def run_locust(url: str, opts: LoadOptions, rows_path: Path, samples_path: Path) -> None:
+def held_out_requests(scenario: str, seed: int | None = None) -> Traffic:
+    """Requests from every task's held-out rows of ``scenario``, for the model it serves (/predict
+    rows, or /generate prompts)."""
+    from olsim.deploy.scenario.plugins import resolve
+    from olsim.deploy.scenario.spec import load_scenario
+
+    s = resolve(load_scenario(scenario))
+    tasks = s.stream.build_tasks(s.seed if seed is None else seed)
+    return held_out_traffic(tasks, s.learner.model.objective)
+
+
+def run_locust(
+    url: str, opts: LoadOptions, rows_path: Path, samples_path: Path, bodies_path: Path | None = None
+) -> None:
     locustfile = resources.files("olsim.deploy.load") / "locustfile.py"
     cmd = [
         sys.executable,
@@ -129,12 +143,16 @@ def run_locust(url: str, opts: LoadOptions, rows_path: Path, samples_path: Path)
         "--loglevel",
         "WARNING",
     ]
-    env = os.environ | {
-        "OLSIM_LOAD_ROWS": str(rows_path),
-        "OLSIM_LOAD_SAMPLES": str(samples_path),
-        "OLSIM_LOAD_BATCH_ROWS": str(opts.batch_rows),
-        "OLSIM_LOAD_BATCH_SHARE": str(opts.batch_share),
-    }
+    env = (
+        os.environ
+        | {
+            "OLSIM_LOAD_ROWS": str(rows_path),
+            "OLSIM_LOAD_SAMPLES": str(samples_path),
+            "OLSIM_LOAD_BATCH_ROWS": str(opts.batch_rows),
+            "OLSIM_LOAD_BATCH_SHARE": str(opts.batch_share),
+        }
+        | ({"OLSIM_LOAD_GENERATE": str(bodies_path)} if bodies_path is not None else {})
+    )
     log.info("locust users=%d duration=%gs host=%s", opts.users, opts.duration_s, url)
     try:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=opts.duration_s + 120)
@@ -145,8 +163,16 @@ def run_locust(url: str, opts: LoadOptions, rows_path: Path, samples_path: Path)
         raise LoadError(f"locust failed (exit {done.returncode}): {tail[0]}")
 
 
-def run_open(url: str, opts: LoadOptions, rows: np.ndarray) -> list[list[Any]]:
-    gen = LoadGenerator(f"{url}/predict", rows, rps=opts.rps, seed=opts.seed, workers=64)
+def run_open(url: str, opts: LoadOptions, traffic: Traffic) -> list[list[Any]]:
+    gen = LoadGenerator(
+        f"{url}{traffic.path}",
+        np.empty((0, 0)),
+        rps=opts.rps,
+        seed=opts.seed,
+        workers=64,
+        bodies=traffic.bodies,
+        response=traffic.response,
+    )
     gen.start()
     time.sleep(opts.duration_s)
     gen.stop()
@@ -282,7 +308,7 @@ def write(report: dict[str, Any], out: Path) -> None:
 def load(opts: LoadOptions) -> dict[str, Any]:
     """Run the load test (starting olsim first unless ``opts.url``) and write its report to ``opts.out``."""
     opts.out.mkdir(parents=True, exist_ok=True)
-    rows = held_out_rows(opts.scenario)
+    traffic = held_out_requests(opts.scenario)
     olsim = None if opts.url is not None else _Olsim(opts)
     url = opts.url or olsim.url  # type: ignore[union-attr]
     try:
@@ -292,12 +318,18 @@ def load(opts: LoadOptions) -> dict[str, Any]:
         started = time.time()
         if opts.mode == "closed":
             rows_path, samples_path = opts.out / "rows.npy", opts.out / "samples.json"
-            np.save(rows_path, rows.astype(np.float32), allow_pickle=False)
+            bodies_path = None
+            if traffic.path == "/generate":
+                bodies_path = opts.out / "generate.json"
+                bodies_path.write_text(json.dumps(traffic.bodies))
+            else:
+                rows = np.asarray([b["inputs"][0] for b in traffic.bodies], dtype=np.float32)
+                np.save(rows_path, rows, allow_pickle=False)
             samples_path.unlink(missing_ok=True)
-            run_locust(url, opts, rows_path, samples_path)
+            run_locust(url, opts, rows_path, samples_path, bodies_path)
             samples = json.loads(samples_path.read_text())
         else:
-            samples = run_open(url, opts, rows)
+            samples = run_open(url, opts, traffic)
     except BaseException:
         if olsim is not None:
             olsim.stop(quiet=True)  # the error that got us here is the one to report

@@ -109,6 +109,24 @@ DASHBOARDS: tuple[Dashboard, ...] = (
                 "percentunit",
                 "stat",
             ),
+            Panel(
+                "Facts the served version knows (facts scenarios)",
+                (("olsim_facts_ratio", "{{kind}}"),),
+                "percentunit",
+                description="Exact-match share: earlier periods' facts still true (old_kept), changed facts "
+                "with the new value (updated_fresh) or the superseded one (stale_answers), new facts.",
+                bounds=(0, 1),
+            ),
+            Panel(
+                "Fact freshness: arrival to first right answer",
+                (
+                    (_q("olsim_fact_freshness_seconds_bucket", 0.5), "p50"),
+                    (_q("olsim_fact_freshness_seconds_bucket", 0.9), "p90"),
+                ),
+                "s",
+                description="From a fact's first event in the stream to the first version that answers "
+                "it right (retrieval: the next publication; fine-tuning: once it is learned).",
+            ),
         ),
         (SWAPS, ROLLBACKS, DRIFTS, CHAOS),
     ),

@@ -198,6 +198,9 @@ class EvaluatorActor:
         if v is not None:
             with self._lock:
                 self.evaluator.record(v.number, v.snapshot, v.published_at)
+                facts = self.evaluator.facts
+                for wait_s in [] if facts is None else facts.newly_fresh(v.number):
+                    t.fact_freshness.observe(wait_s)
             self._last = v.number
             t.versions_evaluated.inc()
         for d in ray.get(self.registry.decisions.remote(self._decision_cursor)):

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from olsim.learner.evaluator import Evaluator
 
 STALENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+FRESHNESS_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 60.0, 120.0, 300.0)
+FACT_KINDS = ("old_kept", "updated_fresh", "stale_answers", "new_learned")
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,19 @@ class Telemetry:
         self.rollbacks = Counter(
             "olsim_rollbacks_total", "Rollbacks of the served version", ["trigger"], registry=r
         )
+        self.facts = Gauge(
+            "olsim_facts_ratio",
+            "Served version's share of facts by kind (facts scenarios): old_kept, updated_fresh, "
+            "stale_answers, new_learned (NaN while a kind is empty)",
+            ["kind"],
+            registry=r,
+        )
+        self.fact_freshness = Histogram(
+            "olsim_fact_freshness_seconds",
+            "From a fact's arrival in the stream to the first version that answers it right",
+            buckets=FRESHNESS_BUCKETS,
+            registry=r,
+        )
         self.versions_evaluated = Counter(
             "olsim_versions_evaluated_total", "Published versions scored on held-out data", registry=r
         )
@@ -201,6 +216,11 @@ class Telemetry:
         self.backward_transfer.set(float("nan") if bwt is None else bwt)
         self.model_version.set(version)
         self.published.set(r.published_at)
+        if ev.facts is not None and version in ev.facts.versions:
+            shares = ev.facts.shares(ev.facts.versions[version])
+            for kind in FACT_KINDS:
+                value = shares[kind]
+                self.facts.labels(kind=kind).set(float("nan") if value is None else value)
 
     def serve(self, host: str, port: int) -> int:
         """Start the scrape endpoint; returns the bound port (useful with ``port=0``)."""

@@ -243,3 +243,19 @@ def test_a_recurring_task_gets_its_own_rows_and_is_relearnt(chaos_runs: dict) ->
         "1",
         "2",
     }
+
+
+def test_the_facts_run_reports_and_exports_what_the_served_model_knows(chaos_runs: dict) -> None:
+    """The language-model scenario as shipped: every /generate request answered while versions swap,
+    naive fine-tuning losing old facts, and the facts gauges describing the served (last) version."""
+    report, live = chaos_runs["facts"]
+    requests = report["requests"]
+    assert requests["count"] > 100 and requests["errors"] == 0 and len(requests["versions_seen"]) >= 3
+    facts = report["facts"]
+    last = facts["overall"]
+    assert last["version"] == report["served_version"] and len(facts["periods"]) == 4
+    assert last["new_learned"] >= 0.9 and last["old_kept"] <= 0.3  # fine-tuning forgets
+    m = live["metrics"]
+    for kind in ("old_kept", "updated_fresh", "stale_answers", "new_learned"):
+        assert m[("olsim_facts_ratio", (("kind", kind),))] == pytest.approx(last[kind]), kind
+    assert m[("olsim_fact_freshness_seconds_count", ())] >= facts["freshness"]["measured"] > 0

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from olsim.deploy.bench.learner import END, START, bench_learner, crossover, render
+from olsim.deploy.bench.learner import bench_learner, crossover, markers, render
 
 
 def test_every_cell_trains_and_the_table_has_a_row_per_device_and_batch() -> None:
@@ -18,10 +18,20 @@ def test_every_cell_trains_and_the_table_has_a_row_per_device_and_batch() -> Non
         assert all(v > 0 for v in r["strategies"].values())
         assert r["auto"] == "cpu"  # batches this small never pay for a GPU launch
     table = render(rows, "olsim bench learner --batches 8 64")
-    assert table.startswith(START) and table.endswith(END)
+    start, end = markers("mlp")
+    assert table.startswith(start) and table.endswith(end)
     assert table.count("\n| ") == 1 + len(rows) and "| naive | ewc |" in table
     if not torch.cuda.is_available():
         assert "No CUDA device on this machine" in table
+
+
+def test_the_transformer_has_its_own_table_and_only_strategies_that_train_it() -> None:
+    rows = bench_learner(["naive", "knn", "rag"], [8], seconds=0.05, repeats=1, model="transformer")
+    assert all(set(r["strategies"]) == {"naive", "rag"} and r["model"] == "transformer" for r in rows)
+    assert all(r["raw"] > 0 and min(r["strategies"].values()) > 0 for r in rows)
+    table = render(rows, "olsim bench learner --model transformer", "transformer")
+    assert table.startswith(markers("transformer")[0]) and "byte transformer" in table
+    assert markers("transformer") != markers("mlp")
 
 
 def test_crossover_is_the_first_batch_where_the_gpu_wins() -> None:
