@@ -68,6 +68,46 @@ def ray_cluster() -> Iterator[None]:
         ray.shutdown()
 
 
+def fuzz_schema(
+    url: str, examples: int, headers: dict[str, str] | None = None, paths: set[str] | None = None
+) -> dict[str, int]:
+    """Requests generated from the OpenAPI schema served at ``url`` (schemathesis: valid and invalid
+    bodies, odd headers and query strings), ``examples`` per operation (those in ``paths``, or all);
+    fails on the first 5xx. Returns counts by ``"METHOD path status"``."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.core.result import Ok
+
+    api = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    seen: dict[str, int] = {}
+    operations = []
+    for result in api.get_all_operations():
+        assert isinstance(result, Ok), result  # the served schema is valid OpenAPI
+        operations.append(result.ok())
+    for op in operations:
+        if paths is not None and op.path not in paths:
+            continue
+
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+            derandomize=True,
+        )
+        @given(case=op.as_strategy())
+        def one(case: Any) -> None:
+            response = case.call_and_validate(
+                base_url=url, headers=headers or {}, checks=[not_a_server_error], timeout=60
+            )
+            key = f"{case.method.upper()} {case.operation.path} {response.status_code}"
+            seen[key] = seen.get(key, 0) + 1
+
+        one()
+    return seen
+
+
 @contextmanager
 def deployed(scenario: Any, first: Snapshot, **stack: Any) -> Iterator[Any]:
     """A ServingStack (registry + Serve app, no learner) serving ``first`` as version 1, torn down after."""

@@ -13,7 +13,7 @@ import torch
 
 from olsim.learner.facts import FactsLedger
 from olsim.learner.metrics import accuracy, backward_transfer, summarize
-from olsim.learner.objective import ObjectiveName
+from olsim.learner.objective import ObjectiveName, question_only
 from olsim.learner.served import ServedModel
 from olsim.learner.snapshot import Snapshot
 from olsim.stream.tasks import Task
@@ -87,11 +87,13 @@ class Evaluator:
         routing = None
         if model.protos is not None:
             with torch.inference_mode():
-                routing = [
-                    float((model.route(torch.from_numpy(t.test.x)) == t.index).float().mean())
-                    for t in self.tasks
-                ]
+                routing = [float((model.route(self._asked(t)) == t.index).float().mean()) for t in self.tasks]
         return class_il, task_il, routing
+
+    def _asked(self, t: Task) -> torch.Tensor:
+        """What a task's test rows give a router: the rows, or a next-token model's questions."""
+        x = torch.from_numpy(t.test.x)
+        return x if self.objective == "classify" else question_only(x, torch.from_numpy(t.test.y))
 
     def set_baseline(self, snapshot: Snapshot) -> list[float]:
         """Accuracy of the untrained model (``b`` in the FWT definition)."""

@@ -139,6 +139,14 @@ class VersionFacts:
     stale: np.ndarray
 
 
+def _timeline(versions: list[VersionFacts]) -> tuple[np.ndarray, np.ndarray]:
+    """Stream offsets and publication times of ``versions``, by offset (what arrival times are
+    interpolated on; a learner resumed from a checkpoint can publish a lower offset later)."""
+    by_offset = sorted(versions, key=lambda v: (v.offset, v.published_at))
+    offsets = np.asarray([v.offset for v in by_offset], dtype=float)
+    return offsets, np.maximum.accumulate(np.asarray([v.published_at for v in by_offset], dtype=float))
+
+
 def _pcts(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
@@ -172,8 +180,7 @@ class FactsLedger:
         answer right: what the live freshness histogram observes."""
         v, p = self.versions[version], self.probes
         order = sorted(self.versions.values(), key=lambda u: u.version)
-        offsets = np.asarray([u.offset for u in order], dtype=float)
-        times = np.asarray([u.published_at for u in order], dtype=float)
+        offsets, times = _timeline(order)
         out = []
         for i in np.flatnonzero(v.now & (p.arrival >= 0) & (p.arrival < v.offset)):
             if int(i) not in self.first_right:
@@ -201,8 +208,7 @@ class FactsLedger:
         (see the module doc)."""
         p = self.probes
         order = sorted(self.versions.values(), key=lambda v: v.version)
-        offsets = np.asarray([v.offset for v in order], dtype=float)
-        times = np.asarray([v.published_at for v in order], dtype=float)
+        offsets, times = _timeline(order)
         n_versions: list[float] = []
         seconds: list[float] = []
         never = 0

@@ -13,19 +13,18 @@ from collections.abc import Sequence
 
 import torch
 
+from olsim.learner.objective import IGNORE
 from olsim.learner.transformer import ByteTransformer
 from olsim.stream.facts import STOP
-
-PAD = -100  # targets to ignore (cross_entropy's ignore_index)
 
 
 def sentence_batch(sentences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs (B, T) and next-byte targets (B, T) for ``sentences``; shorter rows are padded (inputs
-    with 0, targets with ``PAD``, which the loss skips)."""
+    with 0, targets with ``IGNORE``, which the loss skips)."""
     rows = [list(s.encode()) for s in sentences]
     t = max(len(r) for r in rows) - 1
     x = torch.zeros(len(rows), t, dtype=torch.long)
-    y = torch.full((len(rows), t), PAD, dtype=torch.long)
+    y = torch.full((len(rows), t), IGNORE, dtype=torch.long)
     for i, r in enumerate(rows):
         x[i, : len(r) - 1] = torch.tensor(r[:-1])
         y[i, : len(r) - 1] = torch.tensor(r[1:])
@@ -36,7 +35,7 @@ def lm_loss(model: ByteTransformer, x: torch.Tensor, y: torch.Tensor) -> torch.T
     """Mean next-byte cross-entropy over the non-padded positions."""
     logits = model(x)  # (B, T, 256)
     return torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=PAD
+        logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE
     )
 
 

@@ -16,8 +16,7 @@ scores the whole row.
 
 from __future__ import annotations
 
-import math
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch.nn import functional as F
@@ -93,8 +92,21 @@ class NextToken:
         return (rows, width, n_classes)
 
 
-def bits_per_byte(nats: float) -> float:
-    return nats / math.log(2)
+def question_only(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Token rows with everything from the answer on zeroed: what a row asks, as a prompt looks (rows
+    without an answer, ``y = 0``, are kept whole).
+
+    >>> question_only(torch.tensor([[72, 105, 33, 0]]), torch.tensor([2])).tolist()
+    [[72, 105, 0, 0]]
+    """
+    pos = torch.arange(x.shape[1], device=x.device)
+    cut = (pos[None, :] >= y.long()[:, None]) & (y.long()[:, None] > 0)
+    return x.masked_fill(cut, PAD)
+
+
+def row_bytes(row: Any) -> bytes:
+    """A token row's text: its non-padding byte ids as bytes."""
+    return bytes(int(v) for v in row if v > 0)
 
 
 Objective = Classify | NextToken

@@ -17,14 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from olsim.learner.objective import row_bytes
+
 SEP = b"\n"  # between the retrieved sentence and the prompt
 MIN_SIMILARITY = 0.5
 KEYS, ROWS = "rag.keys", "rag.rows"
-
-
-def _text(row: np.ndarray | torch.Tensor) -> bytes:
-    ids = np.asarray(row, dtype=np.int64)
-    return bytes(int(v) for v in ids[ids > 0])
 
 
 def _pack(items: list[bytes]) -> np.ndarray:
@@ -54,7 +51,7 @@ class FactStore:
     def add(self, x: Any, y: Any) -> None:
         """Store token rows ``x`` (answers starting at ``y``); rows without an answer are skipped."""
         for row, start in zip(x, y, strict=True):
-            text, start = _text(row), int(start)
+            text, start = row_bytes(row), int(start)
             if not 0 < start < len(text):
                 continue
             key = text[:start]
@@ -74,8 +71,8 @@ class FactStore:
         return {"keys": _pack(list(self.rows)), "rows": _pack(list(self.rows.values()))}  # in order
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        keys = [_text(r) for r in np.asarray(state["keys"])]
-        rows = [_text(r) for r in np.asarray(state["rows"])]
+        keys = [row_bytes(r) for r in np.asarray(state["keys"])]
+        rows = [row_bytes(r) for r in np.asarray(state["rows"])]
         self.rows = {k: r for k, r in zip(keys, rows, strict=True) if k}
 
 
@@ -101,8 +98,8 @@ class Retriever:
     def from_extras(cls, extras: dict[str, torch.Tensor]) -> Retriever | None:
         if KEYS not in extras:
             return None
-        keys = [_text(r) for r in extras[KEYS].numpy()]
-        rows = [_text(r) for r in extras[ROWS].numpy()]
+        keys = [row_bytes(r) for r in extras[KEYS].numpy()]
+        rows = [row_bytes(r) for r in extras[ROWS].numpy()]
         return cls([k for k in keys if k], [r for k, r in zip(keys, rows, strict=True) if k])
 
     def __len__(self) -> int:
@@ -134,7 +131,7 @@ def training_rows(x: torch.Tensor, y: torch.Tensor, swap: torch.Tensor) -> tuple
     """
     out = torch.zeros(len(x), 2 * x.shape[1] + 1, dtype=x.dtype)
     at = torch.zeros(len(x), dtype=torch.long)
-    texts = [_text(r) for r in x.cpu()]
+    texts = [row_bytes(r) for r in x.cpu()]
     for i, (text, start) in enumerate(zip(texts, y.tolist(), strict=True)):
         other, other_start = texts[int(swap[i])], int(y[int(swap[i])])
         sentence = (text[: int(start)] + other[other_start:])[: x.shape[1]]  # as long as a row at most

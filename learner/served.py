@@ -18,6 +18,7 @@ from torch import nn
 
 from olsim.learner.adapters import adapter_count, adapter_task
 from olsim.learner.model import spec_of
+from olsim.learner.objective import question_only, row_bytes
 from olsim.learner.retrieval import Retriever, with_context
 from olsim.learner.transformer import greedy
 
@@ -48,7 +49,7 @@ class ServedModel(nn.Module):
         spec = spec_of(net)
         self.n_classes = spec.n_classes
         self.objective = spec.task_objective
-        self.context = int(getattr(net, "context", spec.in_features))  # longest window a generation reads
+        self.context = int(getattr(net, "context", spec.context))  # longest window a generation reads
         self.retriever = Retriever.from_extras(extras)
         self.knn = KNN_X in extras
         if self.knn:
@@ -81,14 +82,14 @@ class ServedModel(nn.Module):
                 return self._vote(x)
         if self.retriever is not None and answer_at is not None:
             return self._read_store(x, answer_at, task)
-        return self._network(x, task)
+        return self._network(x, task, answer_at)
 
     def _read_store(self, x: torch.Tensor, answer_at: torch.Tensor, task: int | None) -> torch.Tensor:
         """Logits for rows ``x`` (B, T, V), each read after the sentence retrieved for its question."""
         assert self.retriever is not None
         rows, shift = [], []
         for row, start in zip(x.tolist(), answer_at.tolist(), strict=True):
-            text = bytes(int(v) for v in row if v > 0)
+            text = row_bytes(row)
             full = with_context(text, self.retriever.lookup(text[: int(start)]))
             rows.append(full)
             shift.append(len(full) - len(text))
@@ -100,13 +101,15 @@ class ServedModel(nn.Module):
         idx = (torch.tensor(shift)[:, None] + torch.arange(x.shape[1])[None, :]).clamp(max=width - 1)
         return out.gather(1, idx[..., None].expand(-1, -1, out.shape[-1]))
 
-    def _network(self, x: torch.Tensor, task: int | None) -> torch.Tensor:
+    def _network(
+        self, x: torch.Tensor, task: int | None, answer_at: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if not self.adapters:
             return self.net(x)  # (B, n_classes)
         if task is not None:
             with adapter_task(task):
                 return self.net(x)
-        tasks = self.route(x)
+        tasks = self.route(x if answer_at is None else question_only(x, answer_at))  # as a prompt routes
         out: torch.Tensor | None = None
         for t in torch.unique(tasks).tolist():
             rows = tasks == t

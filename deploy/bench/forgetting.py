@@ -297,7 +297,7 @@ def trains(scenario: str, strategy: str) -> bool:
     """Whether ``strategy`` can train ``scenario``'s model (a next-token model takes fewer)."""
     from olsim.learner.strategies.registry import STRATEGIES
 
-    return load_scenario(scenario).learner.model.objective in STRATEGIES[strategy][1].objectives
+    return STRATEGIES[strategy][1].trains(load_scenario(scenario).learner.model)
 
 
 def bench_forgetting(

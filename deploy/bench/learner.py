@@ -153,15 +153,11 @@ def device_name(device: torch.device) -> str:
     return f"{cpu}, 1 torch thread"
 
 
-def trains(name: str, model: Model) -> bool:
-    return spec_of_model(model).objective in STRATEGIES[name][1].objectives
-
-
 def bench_learner(
     strategies: list[str], batches: list[int], seconds: float = 1.0, repeats: int = 3, model: Model = "mlp"
 ) -> list[dict[str, Any]]:
     """One row per (device, batch size): raw torch and every strategy, medians over ``repeats``."""
-    strategies = [s for s in strategies if trains(s, model)]
+    strategies = [s for s in strategies if STRATEGIES[s][1].trains(spec_of_model(model))]
     spec = spec_of_model(model)
     rows: list[dict[str, Any]] = []
     with torch_threads(1):

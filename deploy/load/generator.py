@@ -29,6 +29,7 @@ import httpx
 import numpy as np
 from pydantic import ValidationError
 
+from olsim.deploy.load.traffic import Traffic
 from olsim.serving.schemas import GenerateResponse, PredictResponse
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,17 @@ class LoadGenerator:
     bodies: list[dict[str, Any]] | None = None  # request bodies to send instead (e.g. /generate prompts)
     response: type[PredictResponse] | type[GenerateResponse] = PredictResponse  # what a 200 parses as
     samples: list[Sample] = field(default_factory=list)
+
+    @classmethod
+    def sending(cls, traffic: Traffic, base_url: str, **kwargs: Any) -> LoadGenerator:
+        """A generator of ``traffic``'s requests to ``base_url`` (its route appended)."""
+        return cls(
+            f"{base_url}{traffic.path}",
+            np.empty((0, 0)),
+            bodies=traffic.bodies,
+            response=traffic.response,
+            **kwargs,
+        )
 
     def __post_init__(self) -> None:
         if not self.rps > 0:

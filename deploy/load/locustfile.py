@@ -28,6 +28,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -66,65 +67,46 @@ class PredictUser(FastHttpUser):
     @task
     def request(self) -> None:
         if GENERATE is not None:
-            self._generate(GENERATE[self.rng.randrange(len(GENERATE))])
-        else:
-            self._predict()
-
-    def _generate(self, body: dict[str, Any]) -> None:
-        sent = time.time()
-        t0 = time.perf_counter()
-        with self.client.post("/generate", json=body, name="/generate", catch_response=True) as r:
-            latency_ms = (time.perf_counter() - t0) * 1e3
-            status, version = r.status_code or 0, None
-            if status == 200:
-                try:
-                    version = GenerateResponse.model_validate_json(r.content or b"").model_version
-                except ValidationError as exc:
-                    status = 0
-                    r.failure(f"response breaks the schema: {exc}")
-            SAMPLES.append(
-                [
-                    round(sent, 4),
-                    round(latency_ms, 3),
-                    status,
-                    version,
-                    r.headers.get("x-olsim-replica"),
-                    1,
-                    None,
-                ]
+            body = GENERATE[self.rng.randrange(len(GENERATE))]
+            self._send(
+                "/generate",
+                body,
+                "/generate",
+                1,
+                lambda raw: GenerateResponse.model_validate_json(raw).model_version,
             )
-
-    def _predict(self) -> None:
+            return
         batched = self.rng.random() < BATCH_SHARE
         n = BATCH_ROWS if batched else 1
         idx = [self.rng.randrange(len(ROWS)) for _ in range(n)]
-        body = {"inputs": ROWS[idx].tolist()}
+        name = f"/predict [{n} rows]" if batched else "/predict [1 row]"
+        self._send("/predict", {"inputs": ROWS[idx].tolist()}, name, n, lambda raw: _predicted(raw, n))
+
+    def _send(
+        self, path: str, body: dict[str, Any], name: str, rows: int, check: Callable[[bytes], int]
+    ) -> None:
+        """POST ``body``; ``check`` parses a 200's body to the version that answered (raising
+        ValidationError or ValueError when it breaks the schema); one sample row per request."""
         sent = time.time()
         t0 = time.perf_counter()
-        name = f"/predict [{n} rows]" if batched else "/predict [1 row]"
-        with self.client.post("/predict", json=body, name=name, catch_response=True) as r:
+        with self.client.post(path, json=body, name=name, catch_response=True) as r:
             latency_ms = (time.perf_counter() - t0) * 1e3
             status, version = r.status_code or 0, None
             if status == 200:
                 try:
-                    parsed = PredictResponse.model_validate_json(r.content or b"")
-                    if len(parsed.predictions) != n:
-                        raise ValueError(f"{len(parsed.predictions)} predictions for {n} rows")
-                    version = parsed.model_version
+                    version = check(r.content or b"")
                 except (ValidationError, ValueError) as exc:
                     status = 0
                     r.failure(f"response breaks the schema: {exc}")
-            SAMPLES.append(
-                [
-                    round(sent, 4),
-                    round(latency_ms, 3),
-                    status,
-                    version,
-                    r.headers.get("x-olsim-replica"),
-                    n,
-                    None,
-                ]
-            )
+            replica = r.headers.get("x-olsim-replica")
+            SAMPLES.append([round(sent, 4), round(latency_ms, 3), status, version, replica, rows, None])
+
+
+def _predicted(raw: bytes, n: int) -> int:
+    parsed = PredictResponse.model_validate_json(raw)
+    if len(parsed.predictions) != n:
+        raise ValueError(f"{len(parsed.predictions)} predictions for {n} rows")
+    return parsed.model_version
 
 
 @events.quitting.add_listener

@@ -115,7 +115,7 @@ def held_out_requests(scenario: str, seed: int | None = None) -> Traffic:
 
     s = resolve(load_scenario(scenario))
     tasks = s.stream.build_tasks(s.seed if seed is None else seed)
-    return held_out_traffic(tasks, s.learner.model.objective)
+    return held_out_traffic(tasks, s.learner.model.objective, s.serving)
 
 
 def run_locust(
@@ -164,15 +164,7 @@ def run_locust(
 
 
 def run_open(url: str, opts: LoadOptions, traffic: Traffic) -> list[list[Any]]:
-    gen = LoadGenerator(
-        f"{url}{traffic.path}",
-        np.empty((0, 0)),
-        rps=opts.rps,
-        seed=opts.seed,
-        workers=64,
-        bodies=traffic.bodies,
-        response=traffic.response,
-    )
+    gen = LoadGenerator.sending(traffic, url, rps=opts.rps, seed=opts.seed, workers=64)
     gen.start()
     time.sleep(opts.duration_s)
     gen.stop()

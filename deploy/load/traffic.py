@@ -7,13 +7,18 @@ as the answer has, and the answer's last character as ``stop``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from olsim.learner.objective import row_bytes
+from olsim.serving.config import ServeConfig
 from olsim.serving.schemas import GenerateResponse, PredictResponse
 from olsim.stream.tasks import Task
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ def generate_body(row: np.ndarray, answer_at: int) -> dict[str, Any]:
     >>> generate_body(x[0], int(y[0]))
     {'prompt': 'Kovalo lives in ', 'max_new_tokens': 6, 'stop': '.'}
     """
-    ids = [int(v) for v in row if v > 0]
+    ids = list(row_bytes(row))
     start = answer_at if 0 < answer_at < len(ids) else max(1, len(ids) // 2)
     body: dict[str, Any] = {
         "prompt": bytes(ids[:start]).decode(errors="replace"),
@@ -43,10 +48,29 @@ def generate_body(row: np.ndarray, answer_at: int) -> dict[str, Any]:
     return body
 
 
-def held_out_traffic(tasks: list[Task], objective: str) -> Traffic:
-    """Requests from every task's held-out test rows (what users send), for a model with ``objective``."""
+def held_out_traffic(tasks: list[Task], objective: str, limits: ServeConfig | None = None) -> Traffic:
+    """Requests from every task's held-out test rows (what users send), for a model with ``objective``.
+    /generate bodies keep within the server's ``limits``: longer answers are asked for in part, and
+    rows whose prompt the server would refuse are left out (with a warning)."""
     if objective == "next-token":
-        bodies = [generate_body(x, int(y)) for t in tasks for x, y in zip(t.test.x, t.test.y, strict=True)]
+        cfg = limits or ServeConfig()
+        bodies, refused = [], 0
+        for t in tasks:
+            for x, y in zip(t.test.x, t.test.y, strict=True):
+                body = generate_body(x, int(y))
+                if body["max_new_tokens"] < 1 or len(body["prompt"].encode()) > cfg.max_prompt_bytes:
+                    refused += 1
+                    continue
+                body["max_new_tokens"] = min(body["max_new_tokens"], cfg.max_new_tokens)
+                bodies.append(body)
+        if refused:
+            log.warning(
+                "%d held-out rows left out of the load: no answer, or prompts over %d bytes",
+                refused,
+                cfg.max_prompt_bytes,
+            )
+        if not bodies:
+            raise ValueError("no held-out row makes a /generate request within the server's limits")
         return Traffic("/generate", bodies, GenerateResponse)
     rows = np.concatenate([t.test.x for t in tasks])
     return Traffic("/predict", [{"inputs": [r.tolist()]} for r in rows], PredictResponse)

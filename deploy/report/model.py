@@ -163,10 +163,10 @@ class Freshness(_Fixed):
 
     measured: int = Field(description="facts (still true at the end) that some version answered right")
     never: int = Field(description="facts no version answered right")
-    versions: Percentiles | None = Field(
+    versions: Spread | None = Field(
         description="versions published after its arrival, up to that one (1: the first)"
     )
-    seconds: Percentiles | None
+    seconds: Spread | None
 
 
 class FactShares(_Fixed):

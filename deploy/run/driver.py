@@ -199,14 +199,9 @@ class Run:
         from olsim.deploy.load.traffic import held_out_traffic
 
         s, cfg = self.scenario, self.scenario.serving
-        traffic = held_out_traffic(s.stream.build_tasks(s.seed), s.learner.model.objective)
-        self.load = LoadGenerator(
-            f"http://{cfg.host}:{cfg.port}{traffic.path}",
-            np.empty((0, 0)),
-            rps=self.opts.load_rps,
-            seed=s.seed,
-            bodies=traffic.bodies,
-            response=traffic.response,
+        traffic = held_out_traffic(s.stream.build_tasks(s.seed), s.learner.model.objective, cfg)
+        self.load = LoadGenerator.sending(
+            traffic, f"http://{cfg.host}:{cfg.port}", rps=self.opts.load_rps, seed=s.seed
         )
         self.load.start()
 

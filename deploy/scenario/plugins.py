@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
 from olsim.deploy.errors import first_line, validation_line
@@ -114,7 +115,7 @@ def _resolve(scenario: Scenario) -> Scenario:
     model = ModelSpec.model_validate({**model.model_dump(), "in_features": width, "n_classes": classes})
     strategy = s.learner.strategy
     cls = strategy_class(strategy)
-    if model.objective not in cls.objectives:
+    if not cls.trains(model):
         raise PluginError(
             f"strategy {cls.name} cannot train a {model.objective} model "
             f"(it trains: {', '.join(cls.objectives)})"
@@ -171,10 +172,17 @@ def _check_token_rows(tasks: list[Task], vocab: int) -> None:
                 raise PluginError(
                     f"task {t.index} ({t.name!r}) {part}: token rows must hold integer ids 0..{vocab - 1}"
                 )
-            if split.y.max() >= x.shape[1]:
+            length = (x > 0).sum(axis=1)  # a row is its text, then only padding
+            if (x[:, 0] == 0).any() or ((x > 0) != (np.arange(x.shape[1])[None, :] < length[:, None])).any():
                 raise PluginError(
-                    f"task {t.index} ({t.name!r}) {part}: an answer starts at {int(split.y.max())}, "
-                    f"past the row's {x.shape[1]} tokens"
+                    f"task {t.index} ({t.name!r}) {part}: a token row is its text then 0s "
+                    "(0 pads, and only after the text)"
+                )
+            if (split.y >= length).any():
+                i = int(np.flatnonzero(split.y >= length)[0])
+                raise PluginError(
+                    f"task {t.index} ({t.name!r}) {part}: row {i}'s answer starts at {int(split.y[i])}, "
+                    f"not inside its {int(length[i])} bytes of text"
                 )
 
 

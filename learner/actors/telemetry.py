@@ -119,7 +119,7 @@ class Telemetry:
         self.facts = Gauge(
             "olsim_facts_ratio",
             "Served version's share of facts by kind (facts scenarios): old_kept, updated_fresh, "
-            "stale_answers, new_learned (NaN while a kind is empty)",
+            "stale_answers, new_learned (NaN while a kind is empty, and in other scenarios)",
             ["kind"],
             registry=r,
         )
@@ -172,6 +172,8 @@ class Telemetry:
             self.dead_letters.labels(reason=reason)
         for kind in CHAOS_KINDS:
             self.chaos.labels(kind=kind)
+        for kind in FACT_KINDS:  # NaN until a facts scenario's served version is scored
+            self.facts.labels(kind=kind).set(float("nan"))
 
     def record_learner(self, stats: LearnerStats) -> None:
         """Apply one learner report."""

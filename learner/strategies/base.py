@@ -39,6 +39,11 @@ class Strategy:
     objectives: ClassVar[tuple[ObjectiveName, ...]] = ("classify", "next-token")  # the models it can train
 
     @classmethod
+    def trains(cls, spec: ModelSpec) -> bool:
+        """Whether this strategy can train the model ``spec`` describes (by its objective)."""
+        return spec.objective in cls.objectives
+
+    @classmethod
     def fit_model(cls, spec: ModelSpec, n_tasks: int) -> ModelSpec:
         """The model spec this strategy needs for ``n_tasks`` tasks (default: as given)."""
         return spec

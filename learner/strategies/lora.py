@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from olsim.learner.adapters import adapter_count, freeze_base, set_training_task
-from olsim.learner.model import ModelSpec
+from olsim.learner.model import ModelSpec, objective_of
+from olsim.learner.objective import question_only
 from olsim.learner.served import ROUTE_PROTOS, ROUTE_TASKS
 from olsim.learner.strategies.base import Strategy
 from olsim.learner.strategies.config import LoraConfig
@@ -52,6 +53,8 @@ class Lora(Strategy):
         self.counts: dict[tuple[int, int], int] = {}
 
     def after_step(self, x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> None:
+        if objective_of(model).name == "next-token":  # one prototype per task, of what its rows ask
+            x, y = question_only(x, y), torch.zeros_like(y)
         for c in torch.unique(y).tolist():
             rows = x[y == c]
             key = (self.task, int(c))

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from olsim.deploy.bench import torch_threads
-from olsim.learner.lm import PAD, answers, bits_per_byte, exact_match, lm_loss, sentence_batch, windows
+from olsim.learner.lm import answers, bits_per_byte, exact_match, lm_loss, sentence_batch, windows
+from olsim.learner.objective import IGNORE
 from olsim.learner.transformer import ByteTransformer
 from olsim.stream.facts import Fact, fact_world
 from olsim.stream.text import text_domains
@@ -96,7 +97,7 @@ def test_replaying_the_first_period_keeps_it(after_first: FirstPeriod) -> None:
 
 def test_batches_pad_targets_and_answers_stop_at_the_full_stop() -> None:
     x, y = sentence_batch(["Ab.", "C."])
-    assert x.shape == y.shape == (2, 2) and y[1, 1] == PAD
+    assert x.shape == y.shape == (2, 2) and y[1, 1] == IGNORE
     torch.manual_seed(0)
     model = ByteTransformer(layers=1, heads=2, width=16, context=8)
     (a,) = answers(model, ["Ab"], max_new_tokens=5)

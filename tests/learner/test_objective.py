@@ -3,12 +3,16 @@ hits are the top class; EWC's per-sample log-likelihood comes from the model's o
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from olsim.learner.model import ModelSpec, build_model, objective_of
 from olsim.learner.objective import Classify, NextToken
 from olsim.learner.served import ServedModel
+from olsim.learner.snapshot import Snapshot
 from olsim.learner.strategies import NaiveConfig, make_strategy
+from olsim.learner.strategies.config import LoraConfig
+from olsim.learner.strategies.lora import Lora
 from olsim.learner.trainer import Trainer
 from olsim.stream.facts import STOP, decode, fact_tasks
 from olsim.stream.tasks import tasks_from_data
@@ -44,6 +48,36 @@ def test_exact_match_hits_are_greedy_decoding_from_the_prompt() -> None:
         greedy.append(got == answer)
     assert hits == greedy
     assert 0 < sum(hits) < len(hits)  # some right, some wrong: the comparison means something
+
+
+def test_routed_adapters_score_what_a_prompt_would_get() -> None:
+    """With per-task adapters and no task id, a scored row routes by its question alone (as a
+    /generate prompt does), so exact match is still greedy decoding from the prompt."""
+    tasks = tasks_from_data(fact_tasks(seed=0, periods=2, entities_per_period=20), seed=0)
+    spec = Lora.fit_model(
+        ModelSpec(kind="transformer", in_features=tasks[0].train.x.shape[1], layers=2, heads=4, width=48), 2
+    )
+    t = Trainer(build_model(spec, seed=0), make_strategy(LoraConfig(), n_features=spec.in_features))
+    t.optimizer.param_groups[0]["lr"] = 3e-3
+    g = torch.Generator().manual_seed(0)
+    for k, task in enumerate(tasks):
+        x, y = torch.from_numpy(task.train.x), torch.from_numpy(task.train.y)
+        for _ in range(150):
+            i = torch.randint(len(y), (32,), generator=g)
+            t.step(x[i], y[i])
+        if k == 0:
+            t.end_task(0)
+    served = Snapshot.from_model(t.model, extras=t.strategy.export()).build()
+    x = torch.from_numpy(np.concatenate([u.test.x for u in tasks]))
+    y = torch.from_numpy(np.concatenate([u.test.y for u in tasks]))
+    with torch.no_grad():
+        hits = NextToken().hits(served(x, answer_at=y), x, y).tolist()
+    greedy = []
+    for row, start in zip(x.int().tolist(), y.tolist(), strict=True):
+        text = bytes(v for v in row if v > 0)
+        got = served.generate(list(text[:start]), max_new_tokens=20, stop=STOP)
+        greedy.append(bytes(got) == text[start:])
+    assert hits == greedy and 0 < sum(hits)
 
 
 def test_a_next_token_loss_skips_padding_and_the_first_byte() -> None:

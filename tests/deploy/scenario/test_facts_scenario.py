@@ -90,3 +90,42 @@ def test_rows_longer_than_the_context_are_refused(tmp_path: Any, capsys: pytest.
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "exceed the transformer's context of 16" in err and "\n" not in err
+
+
+TOKEN_SOURCES = """
+import numpy as np
+from olsim.stream.facts import fact_tasks
+
+def shifted(seed, **kw):  # padding before the text
+    tasks = fact_tasks(seed, periods=2, entities_per_period=5, changes_per_period=1)
+    t = tasks[0]
+    t.x[:, 1:] = t.x[:, :-1].copy(); t.x[:, 0] = 0
+    return tasks
+
+def answer_past_text(seed, **kw):  # an answer that starts where the text has ended
+    tasks = fact_tasks(seed, periods=2, entities_per_period=5, changes_per_period=1)
+    tasks[1].y[0] = int((tasks[1].x[0] > 0).sum())
+    return tasks
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [
+        ("shifted", "a token row is its text then 0s"),
+        ("answer_past_text", "row 0's answer starts at"),
+    ],
+)
+def test_malformed_token_rows_exit_2(
+    source: str, says: str, tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "olsim_token_sources.py").write_text(TOKEN_SOURCES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / f"{source}.yaml"
+    path.write_text(
+        f"name: t\nstream: {{tasks: {{import: 'olsim_token_sources:{source}'}}, epochs: 1, rate: null}}\n"
+        "learner: {model: {kind: transformer, layers: 1, heads: 2, width: 16}}\n"
+    )
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and "\n" not in err
