@@ -21,7 +21,7 @@ each period and at the last one:
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -80,14 +80,12 @@ class FactProbes:
                 continue  # a period the scenario does not use (n_tasks below the world's periods)
             for i, f in enumerate(p.facts):
                 facts.append(f)
-                old.append(None if f.old is None else type(f)(f.entity, f.relation, f.old, f.period))
+                old.append(f if f.old is None else replace(f, value=f.old, old=None))
                 task.append(t.index)
                 arrival.append(first[t.index].get(i, -1))
         x, y = token_rows(facts, width)
-        old_x = np.zeros_like(x)
-        for i, o in enumerate(old):
-            if o is not None:
-                old_x[i] = token_rows([o], width)[0][0]
+        updated = np.asarray([f.old is not None for f in facts], dtype=bool)
+        old_x = np.where(updated[:, None], token_rows(old, width)[0], 0)
         n_tasks = len(stream.tasks)
         superseded = np.full(len(facts), n_tasks)
         latest: dict[tuple[str, str], int] = {}
@@ -100,7 +98,7 @@ class FactProbes:
             old_x=old_x,
             y=y,
             task=np.asarray(task),
-            updated=np.asarray([f.old is not None for f in facts]),
+            updated=updated,
             superseded=superseded,
             arrival=np.asarray(arrival),
             n_tasks=n_tasks,
@@ -112,7 +110,11 @@ class FactProbes:
         with torch.inference_mode():
             x, old, y = torch.from_numpy(self.x), torch.from_numpy(self.old_x), torch.from_numpy(self.y)
             now = objective.hits(model(x.float(), answer_at=y), x, y).numpy()
-            stale = objective.hits(model(old.float(), answer_at=y), old, y).numpy() & self.updated
+            stale = np.zeros(len(self), dtype=bool)
+            changed = torch.from_numpy(np.flatnonzero(self.updated))
+            if len(changed):  # only a changed fact has a superseded value to give
+                o, a = old[changed], y[changed]
+                stale[changed.numpy()] = objective.hits(model(o.float(), answer_at=a), o, a).numpy()
         return now, stale
 
 
@@ -165,15 +167,12 @@ class FactsLedger:
     versions: dict[int, VersionFacts] = field(default_factory=dict)
     first_right: dict[int, int] = field(default_factory=dict)  # fact -> first version right after arrival
 
-    def record(
-        self, version: int, model: ServedModel, meta: dict[str, Any], published_at: float
-    ) -> dict[str, Any]:
+    def record(self, version: int, model: ServedModel, meta: dict[str, Any], published_at: float) -> None:
         now, stale = self.probes.score(model)
         v = VersionFacts(
             version, int(meta.get("task", 0)), int(meta.get("offset", 0)), published_at, now, stale
         )
         self.versions[version] = v
-        return self.shares(v)
 
     def newly_fresh(self, version: int) -> list[float]:
         """Seconds from arrival for each fact that ``version`` (the newest scored) is the first to

@@ -30,6 +30,10 @@ def _out(default: Path = RESULTS) -> Any:
     )
 
 
+def _repeats(help: str) -> Any:
+    return click.option("--repeats", type=POSITIVE, default=3, show_default=True, help=help)
+
+
 def _json(default: str) -> Any:
     return click.option(
         "--json",
@@ -79,13 +83,7 @@ def bench() -> None:
 @many("--strategies", metavar="NAME", help="default: every registered strategy")
 @many("--seeds", type=click.IntRange(min=0), default=(0, 1, 2), metavar="N")
 @many("--scenarios", default=("split-digits", "permuted-digits"), metavar="NAME")
-@click.option(
-    "--repeats",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="timed runs of each (strategy, seed) and of the raw loop, interleaved; medians reported",
-)
+@_repeats("timed runs of each (strategy, seed) and of the raw loop, interleaved; medians reported")
 @_out()
 @_json("out/bench-forgetting.json")
 def forgetting(
@@ -179,9 +177,7 @@ def reliability(
     help="per run, 1-row requests (256: a quarter)",
 )
 @click.option("--clients", type=POSITIVE, default=16, show_default=True, help="concurrent hey clients")
-@click.option(
-    "--repeats", type=POSITIVE, default=3, show_default=True, help="runs per cell; the median is reported"
-)
+@_repeats("runs per cell; the median is reported")
 @many(
     "--ingress",
     type=click.Choice(("haproxy", "proxy")),
@@ -314,13 +310,7 @@ def swap(
     show_default=True,
     help="timed per cell and repeat",
 )
-@click.option(
-    "--repeats",
-    type=POSITIVE,
-    default=3,
-    show_default=True,
-    help="interleaved runs per cell; median reported",
-)
+@_repeats("interleaved runs per cell; median reported")
 @click.option(
     "--model",
     type=click.Choice(["mlp", "transformer"]),
@@ -366,13 +356,7 @@ def learner(
 @many("--tasks", type=POSITIVE, default=(5, 10, 20, 50), metavar="N", help="synthetic tasks; bare flag: skip")
 @click.option("--requests", type=POSITIVE, default=3000, show_default=True, help="per hey run")
 @click.option("--clients", type=POSITIVE, default=16, show_default=True, help="concurrent hey clients")
-@click.option(
-    "--repeats",
-    type=POSITIVE,
-    default=3,
-    show_default=True,
-    help="hey runs per replica count; median reported",
-)
+@_repeats("hey runs per replica count; median reported")
 @click.option(
     "--publishes", type=POSITIVE, default=20, show_default=True, help="versions published per replica count"
 )

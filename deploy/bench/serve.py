@@ -247,9 +247,9 @@ def olsim_serve(ingress: str, replicas: int = 2) -> Iterator[str]:
 
 def request_bodies(out: Path, sizes: list[int]) -> dict[int, Path]:
     """One /predict body file per size (rows drawn from the held-out digits, seeded), for hey."""
-    from olsim.deploy.load.session import held_out_rows
+    from olsim.deploy.load.session import held_out_requests
 
-    rows = held_out_rows("split-digits")
+    rows = held_out_requests("split-digits").rows
     rng = np.random.default_rng(0)
     paths = {}
     out.mkdir(parents=True, exist_ok=True)

@@ -83,14 +83,6 @@ class LoadOptions(BaseModel):
         return self
 
 
-def held_out_rows(scenario: str, seed: int | None = None) -> np.ndarray:
-    """Every task's held-out test rows of ``scenario`` (what users send)."""
-    from olsim.deploy.scenario.spec import load_scenario
-
-    s = load_scenario(scenario)
-    return np.concatenate([t.test.x for t in s.stream.build_tasks(s.seed if seed is None else seed)])
-
-
 def wait_serving(url: str, timeout_s: float, alive: Any = None) -> int:
     """Wait until ``url`` serves a model version; returns it."""
     deadline = time.monotonic() + timeout_s
@@ -315,8 +307,7 @@ def load(opts: LoadOptions) -> dict[str, Any]:
                 bodies_path = opts.out / "generate.json"
                 bodies_path.write_text(json.dumps(traffic.bodies))
             else:
-                rows = np.asarray([b["inputs"][0] for b in traffic.bodies], dtype=np.float32)
-                np.save(rows_path, rows, allow_pickle=False)
+                np.save(rows_path, traffic.rows, allow_pickle=False)
             samples_path.unlink(missing_ok=True)
             run_locust(url, opts, rows_path, samples_path, bodies_path)
             samples = json.loads(samples_path.read_text())

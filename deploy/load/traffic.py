@@ -27,6 +27,13 @@ class Traffic:
     bodies: list[dict[str, Any]]  # JSON request bodies, one per held-out row
     response: type[PredictResponse] | type[GenerateResponse]  # what a 200 must parse as
 
+    @property
+    def rows(self) -> np.ndarray:
+        """The /predict bodies' rows as one float32 array (n, features)."""
+        if self.path != "/predict":
+            raise ValueError(f"{self.path} requests carry no feature rows")
+        return np.asarray([b["inputs"][0] for b in self.bodies], dtype=np.float32)
+
 
 def generate_body(row: np.ndarray, answer_at: int) -> dict[str, Any]:
     """A /generate body asking a token row's prompt for its answer.
