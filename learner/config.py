@@ -27,6 +27,11 @@ class LearnerConfig(BaseModel):
     model: ModelSpec = ModelSpec()
     optimizer: OptimizerConfig = OptimizerConfig()
     strategy: StrategyConfig = Field(default_factory=NaiveConfig)
+    strategies: list[StrategyConfig] = Field(
+        default_factory=list,
+        description="settings for strategies swapped in by name (olsim run --strategy, olsim bench "
+        "forgetting): a scenario's tuning for its workload; a kind not listed takes its defaults",
+    )
     batch_size: int = Field(32, ge=1, le=65536)
     publish_every: int = Field(20, ge=1, description="publish a new weight version every N training steps")
     boundaries: Literal["announced", "detected"] = Field(
@@ -34,6 +39,14 @@ class LearnerConfig(BaseModel):
         description="announced: the stream tells strategies when a task ends; detected: it does not, and a "
         "drift detector on the prequential error calls the strategies' on_drift instead",
     )
+
+    @model_validator(mode="after")
+    def _one_setting_per_kind(self) -> LearnerConfig:
+        kinds = [s.kind for s in self.strategies]
+        if twice := sorted({k for k in kinds if kinds.count(k) > 1}):
+            raise ValueError(f"learner.strategies lists {', '.join(twice)} more than once")
+        return self
+
     drift: DriftConfig = DriftConfig()
     device: Device = Field(
         "auto",

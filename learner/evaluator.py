@@ -1,4 +1,5 @@
-"""Held-out evaluation of published versions: per-task accuracy, the accuracy matrix, transfer metrics.
+"""Held-out evaluation of published versions: per-task accuracy, the accuracy matrix, transfer metrics;
+for a language model also bits per byte per task, and their rise on tasks met earlier.
 
 Pure Python/torch; :mod:`olsim.learner.actors.evaluator` runs it inside Ray next to the Prometheus endpoint.
 """
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 
 from olsim.learner.facts import FactsLedger
-from olsim.learner.metrics import accuracy, backward_transfer, summarize
+from olsim.learner.metrics import accuracy, backward_transfer, bits_rise, scores, summarize
 from olsim.learner.objective import ObjectiveName, question_only
 from olsim.learner.served import ServedModel
 from olsim.learner.snapshot import Snapshot
@@ -31,6 +32,7 @@ class VersionEval:
     routing: list[float] | None = None  # fraction of each task's test rows routed to that task
     segment: int = 0  # stretch of the stream the learner was on (a task that comes back: a new one)
     seen_tasks: int = 0  # distinct tasks met by then (0: task + 1, for records without it)
+    bits_per_byte: list[float] | None = None  # a next-token model's, on every task's test text
 
     @property
     def n_seen(self) -> int:
@@ -65,6 +67,8 @@ class Evaluator:
     rows_task_il: dict[int, list[float]] = field(default_factory=dict)
     baseline: list[float] | None = None
     baseline_task_il: list[float] | None = None
+    rows_bits: dict[int, list[float]] = field(default_factory=dict)  # bits per byte, as ``rows``
+    baseline_bits: list[float] | None = None
     pending: list[tuple[int, int]] = field(default_factory=list)  # (segment, served version) awaiting a row
     unserved_rows: list[int] = field(default_factory=list)  # segments that ended with nothing served
 
@@ -76,11 +80,15 @@ class Evaluator:
         return any(len(t.classes) < len({c for u in self.tasks for c in u.classes}) for t in self.tasks)
 
     def evaluate(self, snapshot: Snapshot) -> tuple[list[float], list[float] | None]:
-        class_il, task_il, _ = self._evaluate(snapshot.build())
+        class_il, task_il, _, _ = self._evaluate(snapshot.build())
         return class_il, task_il
 
-    def _evaluate(self, model: ServedModel) -> tuple[list[float], list[float] | None, list[float] | None]:
-        class_il = [accuracy(model, t.test) for t in self.tasks]
+    def _evaluate(
+        self, model: ServedModel
+    ) -> tuple[list[float], list[float] | None, list[float] | None, list[float] | None]:
+        both = [scores(model, t.test) for t in self.tasks]
+        class_il = [a for a, _ in both]
+        bits = [b for _, b in both if b is not None] or None
         task_il = None
         if self.has_task_il:
             task_il = [accuracy(model, t.test, t.classes, task=t.index) for t in self.tasks]
@@ -88,7 +96,7 @@ class Evaluator:
         if model.protos is not None:
             with torch.inference_mode():
                 routing = [float((model.route(self._asked(t)) == t.index).float().mean()) for t in self.tasks]
-        return class_il, task_il, routing
+        return class_il, task_il, routing, bits
 
     def _asked(self, t: Task) -> torch.Tensor:
         """What a task's test rows give a router: the rows, or a next-token model's questions."""
@@ -97,13 +105,13 @@ class Evaluator:
 
     def set_baseline(self, snapshot: Snapshot) -> list[float]:
         """Accuracy of the untrained model (``b`` in the FWT definition)."""
-        self.baseline, self.baseline_task_il = self.evaluate(snapshot)
+        self.baseline, self.baseline_task_il, _, self.baseline_bits = self._evaluate(snapshot.build())
         return self.baseline
 
     def record(self, version: int, snapshot: Snapshot, published_at: float) -> VersionEval:
         meta = snapshot.meta
         model = snapshot.build()
-        class_il, task_il, routing = self._evaluate(model)
+        class_il, task_il, routing, bits = self._evaluate(model)
         if self.facts is not None:
             self.facts.record(version, model, meta, published_at)
         result = VersionEval(
@@ -117,12 +125,11 @@ class Evaluator:
             routing=routing,
             segment=int(meta.get("segment", meta.get("task", 0))),
             seen_tasks=int(meta.get("seen", 0)),
+            bits_per_byte=bits,
         )
         self.results[version] = result
         if result.task_end:
-            self.rows[result.segment] = result.accuracies
-            if task_il is not None:
-                self.rows_task_il[result.segment] = task_il
+            self.set_row(result.segment, version)
         return result
 
     def set_row(self, segment: int, version: int) -> None:
@@ -132,6 +139,8 @@ class Evaluator:
         self.rows[segment] = r.accuracies
         if r.task_il is not None:
             self.rows_task_il[segment] = r.task_il
+        if r.bits_per_byte is not None:
+            self.rows_bits[segment] = r.bits_per_byte
 
     def rejected_segment_end(self, segment: int, served: int) -> None:
         """The gate rejected the candidate that ended ``segment`` while ``served`` (0: nothing yet) was
@@ -150,6 +159,8 @@ class Evaluator:
                 self.rows[segment] = self.baseline
                 if self.baseline_task_il is not None:
                     self.rows_task_il[segment] = self.baseline_task_il
+                if self.baseline_bits is not None:
+                    self.rows_bits[segment] = self.baseline_bits
                 self.unserved_rows.append(segment)
             elif served in self.results:
                 self.set_row(segment, served)
@@ -161,9 +172,10 @@ class Evaluator:
     def segment_tasks(self) -> list[int]:
         return list(range(len(self.tasks))) if self.segments is None else self.segments
 
-    def matrix(self, task_il: bool = False) -> list[list[float]]:
-        """``R`` over the segments completed so far, in order (stops at the first missing row)."""
-        rows = self.rows_task_il if task_il else self.rows
+    def matrix(self, task_il: bool = False, bits: bool = False) -> list[list[float]]:
+        """``R`` over the segments completed so far, in order (stops at the first missing row); with
+        ``bits``, the same rows' bits per byte (a next-token model)."""
+        rows = self.rows_bits if bits else self.rows_task_il if task_il else self.rows
         out: list[list[float]] = []
         while len(out) in rows:
             out.append(rows[len(out)])
@@ -206,6 +218,21 @@ class Evaluator:
             return None
         ends = {r.segment: r.version for r in self.results.values() if r.task_end}
         return self.facts.report(ends)
+
+    def bits_report(self) -> dict[str, Any] | None:
+        """The report's ``bits_per_byte`` block (a next-token model): the matrix of held-out bits per
+        byte, and how far each task's has risen since its own segment ended (forgetting, in bits)."""
+        if self.baseline_bits is None:
+            return None
+        matrix = self.matrix(bits=True)
+        rise, mean_rise = bits_rise(matrix, self.segment_tasks) if matrix else ([], None)
+        return {
+            "tasks": [t.name for t in self.tasks],
+            "baseline": self.baseline_bits,
+            "matrix": matrix,
+            "rise": rise,
+            "mean_rise": mean_rise,
+        }
 
     def summary(self, task_il: bool = False) -> dict[str, float | None]:
         if task_il:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from olsim.learner.model import objective_of
+from olsim.learner.objective import NextToken
 from olsim.learner.served import ServedModel
 from olsim.stream.tasks import Split
 
@@ -34,6 +35,14 @@ def accuracy(
     the task id is known at test time, so only its classes compete). ``task`` is passed on to models
     that take one (a served model may route by it).
     """
+    return scores(model, split, classes, task)[0]
+
+
+def scores(
+    model: nn.Module, split: Split, classes: Sequence[int] | None = None, task: int | None = None
+) -> tuple[float, float | None]:
+    """:func:`accuracy`, and from the same forward pass a next-token model's bits per byte on the
+    split's text (None for a classifier)."""
     objective = objective_of(model)
     model.eval()
     with torch.inference_mode():
@@ -47,7 +56,8 @@ def accuracy(
             mask[:, list(classes)] = 0.0
             out = out + mask
         hits = objective.hits(out, x, y)
-    return float(hits.float().mean())
+        bits = objective.bits_per_byte(out, x) if isinstance(objective, NextToken) else None
+    return float(hits.float().mean()), bits
 
 
 def old_tasks(task: int, seen: int = 0) -> list[int]:
@@ -108,6 +118,26 @@ def backward_transfer(r: Matrix, seq: Sequence[int] | None = None) -> float | No
             lj = max(s for s in range(last) if tasks[s] == j)
             diffs.append(m[last, j] - m[lj, j])
     return float(np.mean(diffs)) if diffs else None
+
+
+def bits_rise(b: Matrix, seq: Sequence[int] | None = None) -> tuple[list[float | None], float | None]:
+    """A language model's forgetting in bits: for each task BWT compares (met before the last segment,
+    not its task), B[S-1][j] - B[l_j][j] on a matrix of bits per byte (positive: the last version
+    predicts the task's text worse than the one that last trained on it); None for the other tasks.
+    Returns the per-task rises and their mean.
+
+    >>> bits_rise([[2.0, 6.0], [3.5, 2.5]])
+    ([1.5, None], 1.5)
+    """
+    m, tasks = _prepare(b, seq)
+    last = len(tasks) - 1
+    rise: list[float | None] = [None] * m.shape[1]
+    for j, f in _first(tasks).items():
+        if f < last and j != tasks[last]:
+            lj = max(s for s in range(last) if tasks[s] == j)
+            rise[j] = float(m[last, j] - m[lj, j])
+    found = [r for r in rise if r is not None]
+    return rise, float(np.mean(found)) if found else None
 
 
 def forward_transfer(r: Matrix, b: Sequence[float], seq: Sequence[int] | None = None) -> float | None:

@@ -2,7 +2,9 @@
 
 ``ServedModel(x, task)`` returns class scores (B, n_classes). With no extras it is the network's
 logits; with a kNN memory (``knn.x``, ``knn.y``) it is the neighbour vote in the network's embedding
-space, the memory read at query time ("retrieval over learning"). A network with per-task adapters
+space, the memory read at query time ("retrieval over learning"). A next-token network with a kNN
+memory of token rows is a kNN-LM: every position's next-byte distribution is mixed with the next bytes
+that followed the memory's nearest contexts (log-probabilities (B, T, 256)). A network with per-task adapters
 uses the request's task, or, without one, routes each row to the task of its nearest exported class
 prototype (``route.protos``, ``route.tasks``). A next-token network's served model also generates:
 :meth:`ServedModel.generate` decodes greedily, every step from this one version. With a fact store
@@ -13,16 +15,20 @@ sentence retrieved for a prompt goes before it, for a generation and for a score
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from olsim.learner.adapters import adapter_count, adapter_task
 from olsim.learner.model import spec_of
-from olsim.learner.objective import question_only, row_bytes
+from olsim.learner.objective import PAD, question_only, row_bytes
 from olsim.learner.retrieval import Retriever, with_context
 from olsim.learner.transformer import greedy
 
 KNN_X, KNN_Y, KNN_K, KNN_EMBED = "knn.x", "knn.y", "knn.k", "knn.embed"
+KNN_LAM, KNN_TEMPERATURE = "knn.lam", "knn.temperature"
+KNN_CHUNK = 1024  # kNN-LM queries scored at once: bounds the similarity matrix to 1024 x keys
 ROUTE_PROTOS, ROUTE_TASKS = "route.protos", "route.tasks"
 
 
@@ -55,9 +61,49 @@ class ServedModel(nn.Module):
         if self.knn:
             self.k = int(extras[KNN_K].reshape(-1)[0])
             self.use_net = bool(int(extras.get(KNN_EMBED, torch.ones(1)).reshape(-1)[0]))
-            self.mem_y: torch.Tensor = extras[KNN_Y].long()  # (M,)
+            self.lam = float(extras.get(KNN_LAM, torch.tensor([0.25])).reshape(-1)[0])
+            self.temperature = float(extras.get(KNN_TEMPERATURE, torch.tensor([0.1])).reshape(-1)[0])
             with torch.no_grad():
-                self.mem_keys: torch.Tensor = self._embed(extras[KNN_X].float())  # (M, D), unit rows
+                if self.objective.name == "next-token":
+                    self.mem_keys, self.mem_y = self._contexts(extras[KNN_X])
+                else:
+                    self.mem_y = extras[KNN_Y].long()  # (M,)
+                    self.mem_keys = self._embed(extras[KNN_X].float())  # (M, D), unit rows
+
+    def _contexts(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A kNN-LM datastore from token rows: the network's hidden state at every position that has
+        a next byte (unit rows, (N, width)), and that next byte (N,)."""
+        h = self._hidden(rows)[:, :-1]  # (M, T-1, width)
+        nxt = rows[:, 1:].long()
+        kept = nxt != PAD
+        return nn.functional.normalize(h[kept], dim=1), nxt[kept]
+
+    def _knn_lm(self, x: torch.Tensor, task: int | None) -> torch.Tensor:
+        """Log-probabilities (B, T, 256): ``(1 - lam) * p_model + lam * p_neighbours`` at each position,
+        ``p_neighbours`` a softmax over the ``k`` most similar keys' similarities / ``temperature``."""
+        with adapter_task(task if self.adapters else None):
+            return self._mix(self._hidden(x))
+
+    def _mix(self, h: torch.Tensor) -> torch.Tensor:
+        """:meth:`_knn_lm`'s log-probabilities from hidden states ``h`` (B, T, width)."""
+        logp = nn.functional.log_softmax(self.net.head(h), dim=-1)  # type: ignore[operator]
+        if not len(self.mem_y):
+            return logp
+        q = nn.functional.normalize(h.reshape(-1, h.shape[-1]), dim=1)
+        near = q.new_zeros(len(q), logp.shape[-1])
+        k = min(self.k, len(self.mem_y))
+        for lo in range(0, len(q), KNN_CHUNK):
+            top, idx = (q[lo : lo + KNN_CHUNK] @ self.mem_keys.T).topk(k, dim=1)
+            weights = nn.functional.softmax(top / self.temperature, dim=1)
+            near[lo : lo + KNN_CHUNK].scatter_add_(1, self.mem_y[idx], weights)
+        mixed = torch.logaddexp(
+            logp.reshape(len(q), -1) + math.log(1 - self.lam), near.log() + math.log(self.lam)
+        )
+        return mixed.reshape(logp.shape)
+
+    def _hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net.hidden(tokens)  # type: ignore[operator]
+        return out
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         embed = getattr(self.net, "embed", None)
@@ -79,7 +125,7 @@ class ServedModel(nn.Module):
     ) -> torch.Tensor:
         if self.knn:
             with torch.no_grad():  # a vote is not differentiable
-                return self._vote(x)
+                return self._knn_lm(x, task) if self.objective.name == "next-token" else self._vote(x)
         if self.retriever is not None and answer_at is not None:
             return self._read_store(x, answer_at, task)
         return self._network(x, task, answer_at)
@@ -145,7 +191,9 @@ class ServedModel(nn.Module):
         if self.retriever is not None:
             ids = list(with_context(bytes(prompt), self.retriever.lookup(bytes(prompt))))
         with adapter_task(task if self.adapters else None):
-            return greedy(self.net, ids, max_new_tokens, self.context, stop)
+            return greedy(
+                self.net, ids, max_new_tokens, self.context, stop, read=self._mix if self.knn else None
+            )
 
     def _vote(self, x: torch.Tensor) -> torch.Tensor:
         q = self._embed(x)  # (B, D)

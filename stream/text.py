@@ -7,7 +7,8 @@ dependencies (nothing is downloaded):
 - ``rst``: the reStructuredText descriptions of scikit-learn's bundled datasets.
 
 Each domain is cut into blocks; a seeded shuffle sends 60% of the blocks to training, 20% to
-validation and 20% to test, so held-out text is never trained on.
+validation and 20% to test, so held-out text is never trained on. :func:`text_tasks` makes the
+domains a task source (one task per domain) of token rows for a next-token model.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from olsim.stream.tasks import TaskData
 
 DOMAINS = ("python", "docs", "csv", "rst")
 
@@ -83,4 +86,44 @@ def text_domains(
         a, b = round(0.6 * len(blocks)), round(0.8 * len(blocks))
         parts = [b"".join(blocks[i] for i in sorted(order[lo:hi])) for lo, hi in ((0, a), (a, b), (b, None))]
         out.append(TextDomain(name, parts[0], parts[1], parts[2]))
+    return out
+
+
+def _windows(text: bytes, width: int, stride: int) -> np.ndarray:
+    """Every ``width``-byte window of ``text`` that starts at a multiple of ``stride``, as byte ids."""
+    data = np.frombuffer(text, dtype=np.uint8).astype(np.int64)
+    starts = range(0, len(data) - width + 1, stride)
+    return np.stack([data[s : s + width] for s in starts])
+
+
+def text_tasks(
+    seed: int,
+    domains: tuple[str, ...] | list[str] = DOMAINS,
+    size: int = 20_000,
+    context: int = 64,
+    stride: int = 32,
+) -> list[TaskData]:
+    """The domains of :func:`text_domains` as a task source: one task per domain, in order.
+
+    Rows are ``context``-byte windows of the domain's text (token rows with no padding); training
+    windows overlap (one every ``stride`` bytes), validation and test windows do not. A row's label is
+    its last position: the row is scored on its last byte, so a task's accuracy is next-byte
+    accuracy with a full context (:mod:`olsim.learner.objective`), and its held-out bits per byte
+    come from every byte of the row.
+
+    >>> tasks = text_tasks(0, ("csv", "rst"), size=5120, context=64)
+    >>> [(t.name, t.x.shape, int(t.y[0]), [int((t.split == k).sum()) for k in (0, 1, 2)]) for t in tasks]
+    [('csv', (127, 64), 63, [95, 16, 16]), ('rst', (127, 64), 63, [95, 16, 16])]
+    """
+    if context < 2 or stride < 1:
+        raise ValueError(f"context must be >= 2 and stride >= 1, not {context} and {stride}")
+    out = []
+    for d in text_domains(seed, tuple(domains), size):
+        parts = [_windows(d.train, context, stride), _windows(d.val, context, context)]
+        parts.append(_windows(d.test, context, context))
+        x = np.concatenate(parts)
+        if (x == 0).any():
+            raise ValueError(f"text domain {d.name!r} holds a NUL byte, which token rows keep for padding")
+        split = np.repeat([0, 1, 2], [len(p) for p in parts])
+        out.append(TaskData(d.name, x, np.full(len(x), context - 1, dtype=np.int64), split))
     return out

@@ -126,6 +126,21 @@ def knn_index(sizes: tuple[int, ...], queries: tuple[int, ...], out: Path) -> in
     return 0
 
 
+@bench.command("generate", cls=Variadic, help="/generate's cost per byte, and what a KV cache could save.")
+@click.option("--tokens", type=POSITIVE, default=32, show_default=True, help="new bytes per generation")
+@_repeats("timed runs per cell (medians; forward passes: 4x as many)")
+@_out()
+def generate(tokens: int, repeats: int, out: Path) -> int:
+    from olsim.deploy.bench.generate import bench_generate, render
+    from olsim.deploy.markdown import write_section
+
+    rows = bench_generate(tokens, repeats)
+    command = f"olsim bench generate --tokens {tokens} --repeats {repeats}"
+    write_section(out, render(rows, command), title="Generation cost (`olsim bench generate`)")
+    click.echo(f"table written to {out}")
+    return 0
+
+
 @bench.command(
     "reliability", cls=Variadic, help="Every chaos scenario run for real: what was lost, redone, refused."
 )

@@ -147,6 +147,7 @@ def run_one(scenario: Scenario, seed: int) -> dict[str, Any]:
         "samples_per_s": loop.trainer.samples / train_s,
         "state_bytes": _state_bytes(loop.trainer.strategy.state_dict()),
         "facts": evaluator.facts_report(),
+        "bits": evaluator.bits_report(),
     }
 
 
@@ -230,6 +231,8 @@ def render(results: list[dict[str, Any]], seeds: list[int], command: str) -> str
         ]
         if any(r.get("facts") for r in rows):
             lines[-4] = f"### {name} (exact match)"
+        elif any(r.get("bits") for r in rows):
+            lines[-4] = f"### {name} (next-byte accuracy with a full context)"
         for s in strategies:
             rs = [r for r in rows if r["strategy"] == s and r[evaluation] is not None]
             if not rs:
@@ -248,6 +251,7 @@ def render(results: list[dict[str, Any]], seeds: list[int], command: str) -> str
                 f"{statistics.mean(r['peak_rss_mb'] for r in rs):.0f} |" + tail
             )
     lines += _facts_tables(results, strategies)
+    lines += _bits_tables(results, strategies)
     lines.append(end)
     return "\n".join(lines)
 
@@ -287,6 +291,40 @@ def _facts_tables(results: list[dict[str, Any]], strategies: list[str]) -> list[
                 f"{_ms([x['stale_answers'] for x in last])} | {_ms([x['new_learned'] for x in last])} | "
                 f"{fresh('p50', every)} / {fresh('p90', every)} | "
                 f"{fresh('p50', final)} / {fresh('p90', final)} | "
+                f"{_ms([r['samples_per_s'] for r in rs], '{:.0f}')} | "
+                f"{statistics.mean(r['state_bytes'] for r in rs) / 2**20:.2f} |"
+            )
+    return lines
+
+
+def _bits_tables(results: list[dict[str, Any]], strategies: list[str]) -> list[str]:
+    """Per language-model scenario other than facts: held-out bits per byte per task, after the
+    segment that trained it and at the end, and the rise on earlier tasks (forgetting, in bits)."""
+    lines: list[str] = []
+    for name in dict.fromkeys(r["scenario"] for r in results if r.get("bits") and not r.get("facts")):
+        tasks = next(r["bits"]["tasks"] for r in results if r["scenario"] == name and r.get("bits"))
+        lines += [
+            "",
+            f"### {name}: bits per byte (lower is better)",
+            "",
+            "Per task: held-out bits per byte of the version that ended its own segment → of the last "
+            "version (8: a uniform guess). `rise`: the mean over earlier tasks of that change "
+            "(`olsim.learner.metrics.bits_rise`), what fine-tuning on later tasks cost them.",
+            "",
+            f"| strategy | {' | '.join(tasks)} | rise | samples/s | state MB |",
+            "|---|" + "---|" * (len(tasks) + 3),
+        ]
+        for s in strategies:
+            rs = [r for r in results if r["scenario"] == name and r["strategy"] == s and r.get("bits")]
+            if not rs:
+                continue
+            cells = []
+            for j in range(len(tasks)):
+                own = statistics.mean(r["bits"]["matrix"][j][j] for r in rs)
+                end = statistics.mean(r["bits"]["matrix"][-1][j] for r in rs)
+                cells.append(f"{own:.2f} → {end:.2f}")
+            lines.append(
+                f"| {s} | {' | '.join(cells)} | {_ms([r['bits']['mean_rise'] for r in rs], '{:.2f}')} | "
                 f"{_ms([r['samples_per_s'] for r in rs], '{:.0f}')} | "
                 f"{statistics.mean(r['state_bytes'] for r in rs) / 2**20:.2f} |"
             )

@@ -48,6 +48,7 @@ class Sample:
     version: int | None
     replica: str | None
     retried: str | None = None  # why it was sent a second time (KEEPALIVE_CLOSED), None if it was not
+    tokens: int | None = None  # bytes a /generate answer generated
 
 
 @dataclass
@@ -108,7 +109,7 @@ class LoadGenerator:
 
     def _one(self, client: httpx.Client, body: dict[str, object], scheduled: float) -> None:
         sent = time.time() - (time.perf_counter() - scheduled)  # unix time it was due
-        status, version, replica, retried = 0, None, None, None
+        status, version, replica, retried, tokens = 0, None, None, None, None
         try:
             try:
                 r = _post(client, self.url, body)
@@ -120,11 +121,13 @@ class LoadGenerator:
             if status == 200:
                 parsed = self.response.model_validate_json(r.content)
                 version, replica = parsed.model_version, r.headers.get("x-olsim-replica")
+                tokens = parsed.tokens if isinstance(parsed, GenerateResponse) else None
         except httpx.HTTPError as exc:
             log.warning("request failed error=%r retried=%s", exc, retried)
         except ValidationError:
             status = 0  # a 200 whose body breaks the response schema counts as a failure
-        self.samples.append(Sample(sent, time.perf_counter() - scheduled, status, version, replica, retried))
+        latency = time.perf_counter() - scheduled
+        self.samples.append(Sample(sent, latency, status, version, replica, retried, tokens))
 
     def window(self, start: float, end: float) -> list[Sample]:
         """Requests due in [start, end) (unix times)."""
@@ -139,7 +142,13 @@ class LoadGenerator:
             [round(s.sent_at, 4), round(s.latency_s * 1e3, 3), s.status, s.version, s.replica, 1, s.retried]
             for s in samples
         ]
-        return summarize_rows(rows) | {"samples": rows[: self.max_samples_kept]}
+        out = summarize_rows(rows) | {"samples": rows[: self.max_samples_kept]}
+        generated = [s for s in samples if s.tokens]
+        if generated:
+            out["ms_per_token"] = per_token(
+                [s.latency_s * 1e3 for s in generated], [s.tokens or 0 for s in generated]
+            )
+        return out
 
 
 class ReusedConnectionClosed(Exception):
@@ -161,6 +170,16 @@ def _post(client: httpx.Client, url: str, body: dict[str, object]) -> httpx.Resp
         if opened:  # a new connection failed: no stale keep-alive to blame, not retried
             raise
         raise ReusedConnectionClosed(str(exc)) from exc
+
+
+def per_token(latency_ms: list[float], tokens: list[int]) -> dict[str, float]:
+    """Percentiles of each answered /generate request's latency divided by the bytes it generated.
+
+    >>> per_token([10.0, 30.0], [5, 10])
+    {'p50': 2.5, 'p99': 2.99}
+    """
+    each = np.array(latency_ms) / np.array(tokens)
+    return {f"p{q}": round(float(np.percentile(each, q)), 3) for q in (50, 99)}
 
 
 def retried(row: list[Any]) -> str | None:

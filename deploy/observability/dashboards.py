@@ -118,6 +118,13 @@ DASHBOARDS: tuple[Dashboard, ...] = (
                 bounds=(0, 1),
             ),
             Panel(
+                "Bits per byte per task (language models)",
+                (("olsim_task_bits_per_byte", "task {{task}}"),),
+                "short",
+                description="Held-out next-byte cross-entropy of the served version, in bits, one line per "
+                "task seen: an earlier task's line rising is forgetting (8 is a uniform guess).",
+            ),
+            Panel(
                 "Fact freshness: arrival to first right answer",
                 (
                     (_q("olsim_fact_freshness_seconds_bucket", 0.5), "p50"),

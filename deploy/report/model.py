@@ -112,6 +112,9 @@ class Requests(_Fixed):
     retried_by_reason: dict[str, int]
     latency_ms: dict[str, float | None] = Field(description="p50, p90, p95, p99, p99.9, max")
     versions_seen: list[int]
+    ms_per_token: dict[str, float] | None = Field(
+        None, description="/generate: p50 and p99 of each answer's latency / the bytes it generated"
+    )
     samples: list[list[Any]] = Field(
         description="one row per request: unix time sent, latency ms, HTTP status (0: none), version, "
         "replica, rows, why it was retried (null: it was not)"
@@ -196,6 +199,20 @@ class Facts(_Fixed):
     freshness: Freshness
 
 
+class BitsPerByte(_Fixed):
+    """A language model's held-out bits per byte per task (lower is better; 8 is a uniform guess over
+    bytes). Forgetting is a rise: see olsim.learner.metrics.bits_rise."""
+
+    tasks: list[str]
+    baseline: list[float] = Field(description="the untrained model's, per task")
+    matrix: list[list[float]] = Field(description="row i: the version served when segment i ended")
+    rise: list[float | None] = Field(
+        description="per task: last row minus the row of the segment that last trained it (null: "
+        "the last segment's task, or not met before it)"
+    )
+    mean_rise: float | None
+
+
 class RunReport(_Fixed):
     """What one ``olsim run`` measured. R[i][j] in ``accuracy_matrix`` is the test accuracy on task j
     of the version served when task (segment) i ended (GEM's definition)."""
@@ -222,6 +239,7 @@ class RunReport(_Fixed):
     task_il: TaskIL | None = None
     routing_accuracy: float | None = Field(None, description="share of rows routed to their own task (lora)")
     facts: Facts | None = Field(None, description="a facts scenario's old, updated, stale and new facts")
+    bits_per_byte: BitsPerByte | None = Field(None, description="a language model's held-out bits per byte")
     unserved_rows: list[int]
     versions_published: int = Field(description="versions the registry accepted")
     served_version: int | None

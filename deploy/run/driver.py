@@ -178,8 +178,8 @@ class Run:
                     f"learner made no progress for {opts.stall_timeout_s:.0f}s at offset {p['offset']}"
                     + (f": {p['error']}" if p["error"] else "")
                 )
-            if self.load is None and opts.load_rps > 0 and p["versions"]:
-                self._start_load()  # once a version exists: before that, replicas rightly answer 503
+            if self.load is None and opts.load_rps > 0 and p["versions"] and self._replicas_serving():
+                self._start_load()  # once replicas serve a version: before that they rightly answer 503
             if progress is not None:
                 progress({**p, "elapsed_s": time.time() - self.t_start, **get(self.evaluator.live.remote())})
             if p["done"]:
@@ -193,6 +193,11 @@ class Run:
                 )
                 return get(self.learner.progress.remote()), True
             time.sleep(0.1 if self.faults.pending else 0.25)  # a held learner waits for this loop
+
+    def _replicas_serving(self) -> bool:
+        """Every live replica serves a version (building one can take a while: a kNN-LM's datastore)."""
+        versions = self.stack.replica_versions()  # the live replicas that acknowledged a version
+        return bool(versions) and len(versions) == len(self.stack.live_replicas())
 
     def _start_load(self) -> None:
         from olsim.deploy.load.generator import LoadGenerator
@@ -242,6 +247,7 @@ class Run:
             "task_il": ev["task_il"],
             "routing_accuracy": ev["routing_accuracy"],
             "facts": ev["facts"],
+            "bits_per_byte": ev["bits_per_byte"],
             "unserved_rows": ev["unserved_rows"],  # segments that ended with nothing served: row = baseline
             "versions_published": state["latest"],
             "served_version": state["served"],

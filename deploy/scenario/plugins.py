@@ -133,6 +133,12 @@ def _resolve(scenario: Scenario) -> Scenario:
             f"the model must return {shape}: {what}"
         )
     built = make_strategy(strategy, n_features=width, seed=s.seed)  # its Config validates args
+    if cls.name == "knn" and model.objective == "next-token":
+        if not all(callable(getattr(net, m, None)) for m in ("hidden", "head")):
+            raise PluginError(
+                "knn on a next-token model needs hidden(tokens) -> states and head(states) -> logits "
+                "methods (its kNN-LM keys are the hidden states)"
+            )
     if getattr(built.config, "embedding", None) == "network":
         if not callable(getattr(net, "embed", None)):
             raise PluginError(

@@ -93,13 +93,15 @@ class Scenario(BaseModel):
         return data
 
     def with_strategy(self, name: str) -> Scenario:
-        """This scenario with strategy ``name`` (its own settings if it already uses that kind)."""
+        """This scenario with strategy ``name``: its own settings if it already uses that kind, else
+        those ``learner.strategies`` gives that kind, else the kind's defaults."""
         if name not in STRATEGIES:
             raise ScenarioError(f"unknown strategy {name!r}; valid: {', '.join(sorted(STRATEGIES))}")
         if self.learner.strategy.kind == name:
             return self
         data = self.dump()
-        data["learner"]["strategy"] = STRATEGIES[name][0]().model_dump()
+        preset = next((c for c in self.learner.strategies if c.kind == name), None)
+        data["learner"]["strategy"] = (preset or STRATEGIES[name][0]()).model_dump()
         return Scenario.model_validate(data)
 
 

@@ -73,6 +73,7 @@ class EvaluatorActor:
         self._stop = threading.Event()
         if saved is not None:  # Ray restarted this actor: rebuild from the registry, then serve
             port = int(saved["port"])
+            self.evaluator.baseline_bits = saved.get("baseline_bits")
             self.evaluator.baseline, self.evaluator.baseline_task_il = (
                 saved["baseline"],
                 saved["baseline_task_il"],
@@ -137,6 +138,7 @@ class EvaluatorActor:
                 ),
                 "routing_accuracy": ev.routing_accuracy(),
                 "facts": ev.facts_report(),
+                "bits_per_byte": ev.bits_report(),
                 "unserved_rows": list(ev.unserved_rows),
                 "timeline": [asdict(r) for r in sorted(ev.results.values(), key=lambda r: r.version)],
                 "auto_rollbacks": list(self.auto_rollbacks),
@@ -158,7 +160,12 @@ class EvaluatorActor:
         if self.state_path is None:
             return
         ev = self.evaluator
-        state = {"port": self.bound_port, "baseline": ev.baseline, "baseline_task_il": ev.baseline_task_il}
+        state = {
+            "port": self.bound_port,
+            "baseline": ev.baseline,
+            "baseline_task_il": ev.baseline_task_il,
+            "baseline_bits": ev.baseline_bits,
+        }
         checkpoint.write_atomic(self.state_path, lambda f: f.write(json.dumps(state).encode()))
 
     def _catch_up(self, timeout_s: float = 60.0) -> None:

@@ -71,14 +71,21 @@ class LwfConfig(_Config):
 
 
 class KnnConfig(_Config):
-    """Retrieval over learning: a bounded (embedding, label) memory that replicas read at query time."""
+    """Retrieval over learning: a bounded memory of stream rows that replicas read at query time. A
+    classifier's prediction is the vote of the ``k`` nearest rows' labels; a next-token model's is a
+    kNN-LM (Khandelwal et al. 2020): its next-byte distribution mixed with the next bytes that follow
+    the ``k`` nearest contexts in the memory, keyed by the network's hidden state."""
 
     kind: Literal["knn"] = "knn"
-    memory_size: int = Field(1000, ge=1, le=1_000_000)
+    memory_size: int = Field(1000, ge=1, le=1_000_000, description="rows kept (a token row: one key a byte)")
     k: int = Field(5, ge=1)
     embedding: Literal["network", "input"] = Field(
-        "input", description="keys: the raw input, or the network's hidden layer (trained on the stream)"
+        "input",
+        description="a classifier's keys: the raw input, or the network's hidden layer (trained on the "
+        "stream); a next-token model's keys are always its last hidden state",
     )
+    lam: float = Field(0.25, gt=0, lt=1, description="next-token: weight of the neighbours' distribution")
+    temperature: float = Field(0.1, gt=0, description="next-token: softmax temperature on cosine similarity")
 
 
 class RagConfig(_Config):

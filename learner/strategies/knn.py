@@ -9,13 +9,14 @@ import torch
 from torch import nn
 
 from olsim.learner.buffer import ClassBalancedBuffer
-from olsim.learner.served import KNN_EMBED, KNN_K, KNN_X, KNN_Y
+from olsim.learner.served import KNN_EMBED, KNN_K, KNN_LAM, KNN_TEMPERATURE, KNN_X, KNN_Y
 from olsim.learner.strategies.base import Strategy
 from olsim.learner.strategies.config import KnnConfig
 
 
 class Knn(Strategy):
-    """Class-balanced memory of stream samples; served predictions are a k-nearest-neighbour vote.
+    """Class-balanced memory of stream samples; served predictions are a k-nearest-neighbour vote, or
+    for a next-token model a kNN-LM (:class:`olsim.learner.served.ServedModel`).
 
     The network keeps training on the stream (naively); it only provides the embedding, and the
     memory keys are recomputed with the exported network, so keys and queries always agree. The
@@ -24,11 +25,11 @@ class Knn(Strategy):
     >>> s = Knn(KnnConfig(memory_size=4, k=1), n_features=2)
     >>> s.after_step(torch.eye(2), torch.tensor([0, 1]), nn.Identity())
     >>> sorted(s.export())
-    ['knn.embed', 'knn.k', 'knn.x', 'knn.y']
+    ['knn.embed', 'knn.k', 'knn.lam', 'knn.temperature', 'knn.x', 'knn.y']
     """
 
     name = "knn"
-    objectives = ("classify",)  # its memory votes for class labels
+    objectives = ("classify", "next-token")  # a vote on labels, or a kNN-LM over next bytes
 
     def __init__(self, config: KnnConfig, *, n_features: int, seed: int = 0) -> None:
         super().__init__(config, n_features=n_features, seed=seed)
@@ -47,6 +48,8 @@ class Knn(Strategy):
             KNN_Y: self.memory.y[:n].numpy().copy(),
             KNN_K: np.array([self.config.k], dtype=np.int64),
             KNN_EMBED: np.array([1 if self.config.embedding == "network" else 0], dtype=np.int64),
+            KNN_LAM: np.array([self.config.lam], dtype=np.float64),
+            KNN_TEMPERATURE: np.array([self.config.temperature], dtype=np.float64),
         }
 
     def memory_fill(self) -> tuple[int, int | None]:

@@ -69,7 +69,7 @@ def test_retrieval_keeps_old_facts_serves_changes_fresh_and_at_once(runs: dict[s
     ("args", "says"),
     [
         (["--strategy", "der"], "strategy der cannot train a next-token model"),
-        (["--strategy", "knn"], "strategy knn cannot train a next-token model"),
+        (["--strategy", "lwf"], "strategy lwf cannot train a next-token model"),
     ],
 )
 def test_what_a_language_model_cannot_do_exits_2(

@@ -57,16 +57,27 @@ def test_a_rollback_leaves_no_series_from_the_newer_version() -> None:
     ev = Evaluator(build_tasks("split-digits", n_tasks=3, seed=0))
     for n, task in ((1, 0), (2, 1), (3, 2)):
         acc = [0.9 - 0.1 * task, 0.8, 0.7]
-        ev.results[n] = VersionEval(n, float(n), task, True, n, acc, segment=task, seen_tasks=task + 1)
+        bits = [3.0 + task, 4.0, 5.0]  # as a language model's would be
+        ev.results[n] = VersionEval(
+            n, float(n), task, True, n, acc, segment=task, seen_tasks=task + 1, bits_per_byte=bits
+        )
         ev.rows[task] = acc
     t = Telemetry()
     v = t.registry.get_sample_value
     t.show_version(ev, 3)
     assert v("olsim_task_accuracy", {"task": "2"}) == 0.7
+    assert (
+        v("olsim_task_bits_per_byte", {"task": "0"}) == 5.0
+        and v("olsim_task_bits_per_byte", {"task": "2"}) == 5.0
+    )
     assert not math.isnan(v("olsim_backward_transfer") or 0.0)
     t.show_version(ev, 1)  # rolled back to a version that met task 0 only
     assert v("olsim_task_accuracy", {"task": "0"}) == 0.9
     assert v("olsim_task_accuracy", {"task": "1"}) is None and v("olsim_task_accuracy", {"task": "2"}) is None
     assert v("olsim_task_forgetting", {"task": "1"}) is None
+    assert (
+        v("olsim_task_bits_per_byte", {"task": "0"}) == 3.0
+        and v("olsim_task_bits_per_byte", {"task": "1"}) is None
+    )
     assert math.isnan(v("olsim_backward_transfer") or 0.0)  # undefined for it: NaN, not the old value
     assert v("olsim_model_version") == 1.0
