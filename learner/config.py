@@ -43,6 +43,10 @@ class LearnerConfig(BaseModel):
     @model_validator(mode="after")
     def _one_setting_per_kind(self) -> LearnerConfig:
         kinds = [s.kind for s in self.strategies]
+        if "import" in kinds:
+            raise ValueError(
+                "learner.strategies sets built-in strategies; a strategy of your own is learner.strategy"
+            )
         if twice := sorted({k for k in kinds if kinds.count(k) > 1}):
             raise ValueError(f"learner.strategies lists {', '.join(twice)} more than once")
         return self

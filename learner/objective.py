@@ -79,11 +79,9 @@ class NextToken:
         return nll.sum(dim=1) / (t != IGNORE).sum(dim=1).clamp(min=1)
 
     def bits_per_byte(self, out: torch.Tensor, x: torch.Tensor) -> float:
-        """Mean next-byte cross-entropy over every predicted byte of the rows, in bits (8: a uniform
-        guess over 256 bytes)."""
-        t = self.targets(x)
-        nll = F.cross_entropy(out[:, :-1].transpose(1, 2), t, ignore_index=IGNORE, reduction="sum")
-        return float(nll) / max(int((t != IGNORE).sum()), 1) / math.log(2)
+        """:meth:`loss` in bits: the mean next-byte cross-entropy over every predicted byte of the rows
+        (8: a uniform guess over 256 bytes)."""
+        return float(self.loss(out, x, None)) / math.log(2)
 
     def loss(self, out: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         t = self.targets(x)

@@ -72,11 +72,17 @@ class ServedModel(nn.Module):
 
     def _contexts(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A kNN-LM datastore from token rows: the network's hidden state at every position that has
-        a next byte (unit rows, (N, width)), and that next byte (N,)."""
-        h = self._hidden(rows)[:, :-1]  # (M, T-1, width)
-        nxt = rows[:, 1:].long()
-        kept = nxt != PAD
-        return nn.functional.normalize(h[kept], dim=1), nxt[kept]
+        a next byte (unit rows, (N, width)), and that next byte (N,); built ``KNN_CHUNK`` rows at a time.
+        A row of T bytes gives T - 1 keys, so the datastore is ``memory_size`` x (T - 1) keys."""
+        keys, values = [], []
+        for lo in range(0, len(rows), KNN_CHUNK):
+            part = rows[lo : lo + KNN_CHUNK]
+            h = self._hidden(part)[:, :-1]  # (m, T-1, width)
+            nxt = part[:, 1:].long()
+            kept = nxt != PAD
+            keys.append(nn.functional.normalize(h[kept], dim=1))
+            values.append(nxt[kept])
+        return torch.cat(keys), torch.cat(values)
 
     def _knn_lm(self, x: torch.Tensor, task: int | None) -> torch.Tensor:
         """Log-probabilities (B, T, 256): ``(1 - lam) * p_model + lam * p_neighbours`` at each position,

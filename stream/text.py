@@ -92,6 +92,10 @@ def text_domains(
 def _windows(text: bytes, width: int, stride: int) -> np.ndarray:
     """Every ``width``-byte window of ``text`` that starts at a multiple of ``stride``, as byte ids."""
     data = np.frombuffer(text, dtype=np.uint8).astype(np.int64)
+    if len(data) < width:
+        raise ValueError(
+            f"a split of {len(data)} bytes holds no {width}-byte window: raise size or lower context"
+        )
     starts = range(0, len(data) - width + 1, stride)
     return np.stack([data[s : s + width] for s in starts])
 

@@ -307,8 +307,8 @@ def _bits_tables(results: list[dict[str, Any]], strategies: list[str]) -> list[s
             "",
             f"### {name}: bits per byte (lower is better)",
             "",
-            "Per task: held-out bits per byte of the version that ended its own segment → of the last "
-            "version (8: a uniform guess). `rise`: the mean over earlier tasks of that change "
+            "Per task: held-out bits per byte of the version that ended the segment that last trained it "
+            "→ of the last version (8: a uniform guess). `rise`: the mean over earlier tasks of that change "
             "(`olsim.learner.metrics.bits_rise`), what fine-tuning on later tasks cost them.",
             "",
             f"| strategy | {' | '.join(tasks)} | rise | samples/s | state MB |",
@@ -319,10 +319,11 @@ def _bits_tables(results: list[dict[str, Any]], strategies: list[str]) -> list[s
             if not rs:
                 continue
             cells = []
-            for j in range(len(tasks)):
-                own = statistics.mean(r["bits"]["matrix"][j][j] for r in rs)
+            for j in range(len(tasks)):  # the last row, and before it the row that last trained j
                 end = statistics.mean(r["bits"]["matrix"][-1][j] for r in rs)
-                cells.append(f"{own:.2f} → {end:.2f}")
+                rises = [r["bits"]["rise"][j] for r in rs]
+                own = None if None in rises else end - statistics.mean(x for x in rises if x is not None)
+                cells.append(f"{end:.2f}" if own is None else f"{own:.2f} → {end:.2f}")
             lines.append(
                 f"| {s} | {' | '.join(cells)} | {_ms([r['bits']['mean_rise'] for r in rs], '{:.2f}')} | "
                 f"{_ms([r['samples_per_s'] for r in rs], '{:.0f}')} | "

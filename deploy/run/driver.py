@@ -195,9 +195,9 @@ class Run:
             time.sleep(0.1 if self.faults.pending else 0.25)  # a held learner waits for this loop
 
     def _replicas_serving(self) -> bool:
-        """Every live replica serves a version (building one can take a while: a kNN-LM's datastore)."""
-        versions = self.stack.replica_versions()  # the live replicas that acknowledged a version
-        return bool(versions) and len(versions) == len(self.stack.live_replicas())
+        """As many live replicas as the scenario asks for serve a version (building one can take a
+        while: a kNN-LM's datastore)."""
+        return len(self.stack.replica_versions()) >= self.scenario.serving.replicas
 
     def _start_load(self) -> None:
         from olsim.deploy.load.generator import LoadGenerator

@@ -139,7 +139,7 @@ def _resolve(scenario: Scenario) -> Scenario:
                 "knn on a next-token model needs hidden(tokens) -> states and head(states) -> logits "
                 "methods (its kNN-LM keys are the hidden states)"
             )
-    if getattr(built.config, "embedding", None) == "network":
+    if getattr(built.config, "embedding", None) == "network" and model.objective == "classify":
         if not callable(getattr(net, "embed", None)):
             raise PluginError(
                 "knn embedding 'network' needs a model with an embed(x) method (or use 'input')"

@@ -106,6 +106,16 @@ def answer_past_text(seed, **kw):  # an answer that starts where the text has en
     tasks = fact_tasks(seed, periods=2, entities_per_period=5, changes_per_period=1)
     tasks[1].y[0] = int((tasks[1].x[0] > 0).sum())
     return tasks
+
+def tiny_lm(in_features, n_classes):  # a next-token model with no hidden() or head()
+    import torch
+    class TinyLM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.out = torch.nn.Embedding(256, 8), torch.nn.Linear(8, n_classes)
+        def forward(self, x):
+            return self.out(self.embed(x.long()))
+    return TinyLM()
 """
 
 
@@ -129,3 +139,19 @@ def test_malformed_token_rows_exit_2(
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert says in err and "\n" not in err
+
+
+def test_knn_on_a_next_token_model_without_hidden_states_exits_2(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "olsim_token_sources.py").write_text(TOKEN_SOURCES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "tiny.yaml"
+    path.write_text(
+        "name: t\nstream: {tasks: {import: 'olsim.stream.facts:fact_tasks', args: {periods: 2}}, epochs: 1}\n"
+        "learner: {model: {import: 'olsim_token_sources:tiny_lm', objective: next-token, n_classes: 256},"
+        " strategy: {kind: knn}}\n"
+    )
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "knn on a next-token model needs hidden(tokens)" in err and "\n" not in err

@@ -55,3 +55,6 @@ def test_a_scenario_tunes_strategies_swapped_in_by_name() -> None:
     data["learner"]["strategies"].append({"kind": "knn", "k": 3})
     with pytest.raises((ScenarioError, ValueError), match="lists knn more than once"):
         Scenario.model_validate(data)
+    data["learner"]["strategies"] = [{"kind": "import", "import": "pkg.mod:Mine"}]
+    with pytest.raises((ScenarioError, ValueError), match="a strategy of your own is learner"):
+        Scenario.model_validate(data)
