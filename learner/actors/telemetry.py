@@ -66,7 +66,8 @@ class Telemetry:
         )
         self.task_bits = Gauge(
             "olsim_task_bits_per_byte",
-            "Served language model's bits per byte on the task's held-out test text (lower is better)",
+            "Served language model's bits per byte on the task's held-out test text (lower is better; "
+            "NaN for a classifier)",
             ["task"],
             registry=r,
         )
@@ -215,13 +216,13 @@ class Telemetry:
             self.task_accuracy.labels(task=str(j)).set(a)
         for j, f in enumerate(ev.forgetting_now(version)):
             self.task_forgetting.labels(task=str(j)).set(f)
-        for j, b in enumerate((r.bits_per_byte or [])[: r.n_seen]):
-            self.task_bits.labels(task=str(j)).set(b)
+        bits = r.bits_per_byte or []
+        for j in range(r.n_seen):  # NaN for a classifier: a series to query in every scenario
+            self.task_bits.labels(task=str(j)).set(bits[j] if j < len(bits) else float("nan"))
         for j in range(r.n_seen, self._task_series):
             self.task_accuracy.remove(str(j))
             self.task_forgetting.remove(str(j))
-            if r.bits_per_byte is not None:
-                self.task_bits.remove(str(j))
+            self.task_bits.remove(str(j))
         self._task_series = r.n_seen
         self.average_accuracy.set(sum(r.seen) / len(r.seen))
         bwt = ev.backward_transfer_now(version)

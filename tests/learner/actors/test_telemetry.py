@@ -81,3 +81,6 @@ def test_a_rollback_leaves_no_series_from_the_newer_version() -> None:
     )
     assert math.isnan(v("olsim_backward_transfer") or 0.0)  # undefined for it: NaN, not the old value
     assert v("olsim_model_version") == 1.0
+    ev.results[1].bits_per_byte = None  # a classifier's: a series per task met, NaN
+    t.show_version(ev, 1)
+    assert math.isnan(v("olsim_task_bits_per_byte", {"task": "0"}) or 0.0)
