@@ -12,7 +12,6 @@ them).
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from functools import partial
@@ -20,7 +19,7 @@ from typing import Any
 
 import torch
 
-from olsim.deploy.bench import torch_threads
+from olsim.deploy.bench import median_s, torch_threads
 from olsim.learner.model import ModelSpec, build_model
 from olsim.learner.served import ServedModel
 from olsim.learner.transformer import greedy, parameters
@@ -34,13 +33,7 @@ SIZES = {  # name -> (layers, heads, width, context)
 
 
 def _ms(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out) * 1e3
+    return median_s(fn, repeats) * 1e3
 
 
 def bench_generate(

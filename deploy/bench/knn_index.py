@@ -9,13 +9,12 @@ one process on one thread; faiss is skipped with a note when it is not installed
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import numpy as np
+
+from olsim.deploy.bench import median_s
 
 START, END = "<!-- olsim bench knn-index: start -->", "<!-- olsim bench knn-index: end -->"
 
@@ -32,16 +31,6 @@ def _faiss() -> Any:
 
 def _torch_topk(q: Any, keys: Any, k: int) -> Any:
     return (q @ keys.T).topk(k, dim=1)
-
-
-def _time(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return statistics.median(out)
 
 
 def bench_index(
@@ -80,10 +69,10 @@ def _measure(sizes: list[int], batches: list[int], dim: int, k: int, seed: int) 
             tq = torch.from_numpy(q)
             repeats = 50 if m * b <= 1_000_000 else 10
             with torch.inference_mode():
-                res = {"torch": _time(partial(_torch_topk, tq, tkeys, k), repeats)}
-            res["sklearn"] = _time(partial(nn_.kneighbors, q, return_distance=True), repeats)
+                res = {"torch": median_s(partial(_torch_topk, tq, tkeys, k), repeats)}
+            res["sklearn"] = median_s(partial(nn_.kneighbors, q, return_distance=True), repeats)
             if index is not None:
-                res["faiss"] = _time(partial(index.search, q, k), repeats)
+                res["faiss"] = median_s(partial(index.search, q, k), repeats)
             rows.append({"memory": m, "queries": b, **{f"{n}_ms": v * 1e3 for n, v in res.items()}})
     return rows
 
