@@ -95,6 +95,7 @@ class LearnerLoop:
         device = choose_device(config.device, config.model, config.batch_size)
         self.trainer = Trainer(model, strategy, config.optimizer, device)
         self.initial = Snapshot.from_model(model)
+        self._exported: Snapshot | None = None  # the last export (the next one reuses its unchanged arrays)
         self.state = LoopState()  # where the loop is and what it has done (checkpointed)
         self.detector = PageHinkley(config.drift) if config.boundaries == "detected" else None
         self.recent: deque[tuple[int, int, float]] = deque(maxlen=20)  # (correct, size, loss) per batch
@@ -234,6 +235,7 @@ class LearnerLoop:
         snap = Snapshot.from_model(
             self.trainer.model,
             extras=self.trainer.strategy.export(),
+            previous=self._exported,  # unchanged tensors (a frozen base) are not copied or hashed again
             task=int(self.state.task or 0),
             task_end=task_end,
             segment=int(self.state.segment or 0),
@@ -243,6 +245,7 @@ class LearnerLoop:
             offset=self.state.offset,
             strategy=self.trainer.strategy.name,
         )
+        self._exported = snap
         number = self.publish(snap)
         if number is None:
             self.state.rejected += 1

@@ -3,12 +3,18 @@
 A snapshot is what crosses process boundaries (learner -> registry -> replicas/evaluator).
 Its tensors are raw arrays, so loading one executes no code, and the checksum lets a
 receiver verify it got exactly what the learner exported.
+
+Every array is addressed by its content (:func:`digest`: SHA-256 over dtype, shape and bytes), and
+the checksum is a hash over the spec and the names' digests. A :class:`Manifest` is a snapshot
+without its arrays: what a receiver that already holds some of them needs to know to fetch only the
+others (a LoRA publish over a frozen base changes a few adapter tensors, not the base).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,19 +25,74 @@ from torch import nn
 from olsim.learner.model import ModelSpec, build_model, spec_of
 from olsim.learner.served import ServedModel
 
+EXTRA = "extra/"  # digests of strategy extras are kept under this prefix
+_COMPARE_CHUNK = 1 << 22  # bytes compared at a time when looking for unchanged tensors
+
 
 class SnapshotError(ValueError):
     """A snapshot does not fit the model it is loaded into, or fails its checksum."""
 
 
-def checksum(tensors: dict[str, np.ndarray]) -> str:
-    """SHA-256 over names, dtypes, shapes and bytes, in name order."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name])
-        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
+def digest(a: np.ndarray) -> str:
+    """Content address of one array: SHA-256 over its dtype, shape and bytes.
+
+    >>> digest(np.zeros(3, np.float32)) == digest(np.zeros(3, np.float32)), digest(np.zeros(3)) == digest(
+    ...     np.zeros(3, np.float32))
+    (True, False)
+    """
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256(f"{a.dtype.str}|{a.shape}|".encode())
+    h.update(a.reshape(-1).view(np.uint8).data)  # no copy; hashlib releases the GIL
     return h.hexdigest()
+
+
+def resolve(handles: Mapping[str, Any], get: Callable[[list[Any]], list[Any]]) -> dict[str, np.ndarray]:
+    """Arrays by digest from the registry's handles: arrays pass through; the others (Ray object
+    references) are read with one ``get`` call (``ray.get``: on the node holding them, read-only
+    arrays in shared memory, no copy).
+
+    >>> resolve({"d": np.zeros(2)}, get=lambda refs: [])["d"].tolist()
+    [0.0, 0.0]
+    """
+    out = {d: h for d, h in handles.items() if isinstance(h, np.ndarray)}
+    refs = {d: h for d, h in handles.items() if d not in out}
+    if refs:
+        out.update(zip(refs, get(list(refs.values())), strict=True))
+    return out
+
+
+def root(spec: ModelSpec, digests: Mapping[str, str]) -> str:
+    """The checksum of a snapshot: the spec (it says what code builds the model) and every name's digest."""
+    names = "".join(f"{n}={d};" for n, d in sorted(digests.items()))
+    return hashlib.sha256(f"{spec.model_dump_json()}|{names}".encode()).hexdigest()
+
+
+def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bitwise equality, a chunk at a time (stops at the first difference; NaNs compare by bits)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    x, y = a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)
+    for lo in range(0, len(x), _COMPARE_CHUNK):
+        if not np.array_equal(x[lo : lo + _COMPARE_CHUNK], y[lo : lo + _COMPARE_CHUNK]):
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A snapshot without its arrays: spec, checksum, metadata, and each name's content digest
+    (strategy extras under ``extra/``); ``sizes`` maps each digest to its bytes."""
+
+    spec: ModelSpec
+    checksum: str
+    meta: dict[str, float | int | str | bool]
+    digests: dict[str, str]
+    sizes: dict[str, int]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the distinct arrays this version is made of."""
+        return sum(self.sizes.values())
 
 
 @dataclass(frozen=True)
@@ -51,21 +112,67 @@ class Snapshot:
     checksum: str
     meta: dict[str, float | int | str | bool] = field(default_factory=dict)
     extras: dict[str, np.ndarray] = field(default_factory=dict)  # strategy serving state (kNN memory, ...)
+    digests: dict[str, str] = field(default_factory=dict)  # name -> digest (extras under "extra/")
+
+    def __post_init__(self) -> None:
+        if not self.digests:  # computed from the bytes held, so verify() catches any later edit
+            object.__setattr__(self, "digests", {n: digest(a) for n, a in self._named().items()})
+
+    def _named(self) -> dict[str, np.ndarray]:
+        return {**self.tensors, **{EXTRA + k: v for k, v in self.extras.items()}}
 
     @classmethod
     def from_model(
-        cls, model: nn.Module, extras: dict[str, np.ndarray] | None = None, **meta: float | int | str | bool
+        cls,
+        model: nn.Module,
+        extras: dict[str, np.ndarray] | None = None,
+        previous: Snapshot | None = None,
+        **meta: float | int | str | bool,
     ) -> Snapshot:
+        """Export ``model``'s state dict (and a strategy's ``extras``) as arrays.
+
+        With ``previous`` (the last export), a tensor whose bytes are unchanged is not copied or
+        hashed again: the snapshot shares ``previous``'s array and digest (a frozen base is exported once).
+        """
         spec = spec_of(model)
-        tensors = {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
-        extras = {k: np.array(v, copy=True) for k, v in (extras or {}).items()}
+        old = {} if previous is None else previous._named()
+        named: dict[str, np.ndarray] = {}
+        digests: dict[str, str] = {}
+        fresh = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        fresh.update({EXTRA + k: np.asarray(v) for k, v in (extras or {}).items()})
+        for name, a in fresh.items():
+            kept = old.get(name)
+            if kept is not None and previous is not None and _same_bytes(a, kept):
+                named[name], digests[name] = kept, previous.digests[name]
+            else:
+                named[name] = np.array(a, copy=True)
+                digests[name] = digest(named[name])
+        tensors = {k: v for k, v in named.items() if not k.startswith(EXTRA)}
+        extra = {k[len(EXTRA) :]: v for k, v in named.items() if k.startswith(EXTRA)}
+        return cls(spec, tensors, root(spec, digests), dict(meta), extra, digests)
+
+    @classmethod
+    def assemble(cls, manifest: Manifest, arrays: Mapping[str, np.ndarray]) -> Snapshot:
+        """The snapshot a manifest describes, from its arrays by digest (taken as the manifest says,
+        not re-hashed: :meth:`verify` does that)."""
+        named = {n: arrays[d] for n, d in manifest.digests.items()}
         return cls(
-            spec=spec,
-            tensors=tensors,
-            checksum=_digest(spec, tensors, extras),
-            meta=dict(meta),
-            extras=extras,
+            manifest.spec,
+            {k: v for k, v in named.items() if not k.startswith(EXTRA)},
+            manifest.checksum,
+            dict(manifest.meta),
+            {k[len(EXTRA) :]: v for k, v in named.items() if k.startswith(EXTRA)},
+            dict(manifest.digests),
         )
+
+    def manifest(self) -> Manifest:
+        named = self._named()
+        sizes = {self.digests[n]: int(a.nbytes) for n, a in named.items()}
+        return Manifest(self.spec, self.checksum, dict(self.meta), dict(self.digests), sizes)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every distinct array, by digest."""
+        return {self.digests[n]: a for n, a in self._named().items()}
 
     @property
     def key(self) -> str:
@@ -93,13 +200,18 @@ class Snapshot:
             checksum=str(state["checksum"]),
             meta=dict(state["meta"]),
             extras=dict(state["extras"]),
-        )
-        snap.verify()
+        )  # its digests are computed from the arrays just read: checking the root over them is enough
+        if root(snap.spec, snap.digests) != snap.checksum:
+            raise SnapshotError("snapshot checksum mismatch")
         return snap
 
     def verify(self) -> None:
-        """Raise :class:`SnapshotError` if the tensors do not match the checksum."""
-        if _digest(self.spec, self.tensors, self.extras) != self.checksum:
+        """Raise :class:`SnapshotError` unless every array hashes to the checksum (all bytes re-hashed)."""
+        named = self._named()
+        if set(named) != set(self.digests):
+            raise SnapshotError("snapshot checksum mismatch")
+        actual = {n: digest(a) for n, a in named.items()}
+        if actual != self.digests or root(self.spec, actual) != self.checksum:
             raise SnapshotError("snapshot checksum mismatch")
 
     def load_into(self, model: nn.Module) -> None:
@@ -109,29 +221,31 @@ class Snapshot:
 
     def _copy_into(self, model: nn.Module) -> None:
         """Check names and shapes, then copy the (already verified) weights into ``model``."""
-        own = model.state_dict()
-        if set(own) != set(self.tensors):
-            raise SnapshotError(f"parameter names differ: {sorted(set(own) ^ set(self.tensors))}")
-        for name, value in own.items():
-            if tuple(value.shape) != self.tensors[name].shape:
-                raise SnapshotError(f"{name}: shape {self.tensors[name].shape} != {tuple(value.shape)}")
+        check_fits(model, self.tensors)
         model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.tensors.items()})
 
     def build(self, expected: ModelSpec | None = None) -> ServedModel:
-        """What a replica serves: a fresh network with these weights plus the exported extras.
+        """What a replica serves: a fresh network with copies of these weights plus the exported extras.
 
         With ``expected`` (the spec this process serves), a snapshot naming any other model is refused
         before its model is built: a spec can name code to import, and only the configured one runs.
         """
         self.verify()
-        if expected is not None and self.spec != expected:
-            raise SnapshotError(f"model spec {self.spec!r} is not the served {expected!r}")
+        check_spec(self.spec, expected)
         model = build_model(self.spec)
         self._copy_into(model)  # verified above: hashing every weight once per swap is enough
         return ServedModel(model, {k: torch.from_numpy(np.array(v)) for k, v in self.extras.items()}).eval()
 
 
-def _digest(spec: ModelSpec, tensors: dict[str, np.ndarray], extras: dict[str, np.ndarray]) -> str:
-    """The checksum covers the spec too: it says what code builds the model."""
-    arrays = {**tensors, **{f"extra/{k}": v for k, v in extras.items()}}
-    return hashlib.sha256(f"{spec.model_dump_json()}|{checksum(arrays)}".encode()).hexdigest()
+def check_spec(spec: ModelSpec, expected: ModelSpec | None) -> None:
+    if expected is not None and spec != expected:
+        raise SnapshotError(f"model spec {spec!r} is not the served {expected!r}")
+
+
+def check_fits(model: nn.Module, tensors: Mapping[str, np.ndarray] | Mapping[str, torch.Tensor]) -> None:
+    own = model.state_dict()
+    if set(own) != set(tensors):
+        raise SnapshotError(f"parameter names differ: {sorted(set(own) ^ set(tensors))}")
+    for name, value in own.items():
+        if tuple(value.shape) != tensors[name].shape:
+            raise SnapshotError(f"{name}: shape {tensors[name].shape} != {tuple(value.shape)}")

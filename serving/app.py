@@ -89,7 +89,9 @@ class Predictor:
         self.replica = serve.get_replica_context().replica_id.unique_id
         self.node = ray.get_runtime_context().get_node_id()
         self.registry = ray.get_actor(registry_name, namespace=namespace)
-        self.follower = WeightFollower(self.registry, self.replica, config.poll_timeout_s, spec)
+        self.follower = WeightFollower(
+            self.registry, self.replica, config.poll_timeout_s, spec, config.verify_arrays
+        )
         self.follower.load_current()  # before we report healthy: never serve random weights
         self.draining = False  # set by drain(): the server is going away
         if config.updates == "long-poll":

@@ -49,6 +49,24 @@ class ServeConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     poll_timeout_s: float = Field(5.0, gt=0)
+    transfer: Literal["reference", "value"] = Field(
+        "reference",
+        description="reference: the registry puts each distinct weight array in Ray's object store once "
+        "and replicas fetch only the arrays they do not hold, serving them in place (zero-copy on the "
+        "node); value: every version travels whole in each replica's long-poll answer and is copied "
+        "into a fresh network",
+    )
+    verify_arrays: bool = Field(
+        False,
+        description="with transfer: reference, each replica hashes every array it reads again (the "
+        "registry hashed each one before storing it; about 0.5 s per GB per replica on one core)",
+    )
+    keep_bytes: int = Field(
+        2 * 1024**3,
+        ge=0,
+        description="the registry drops its oldest retained versions (never the served one) while the "
+        "distinct weight bytes it holds exceed this",
+    )
     updates: Literal["long-poll", "reconfigure"] = Field(
         "long-poll",
         description="long-poll: each replica follows the registry (olsim's path); reconfigure: weights "

@@ -10,6 +10,13 @@ over the same directory, as Ray does when it restarts the actor, it comes back w
 served pointer, generation, gate decisions and acknowledgements, and a publication retried across
 the restart (same :attr:`Snapshot.key`) gets its first answer instead of a second version.
 
+Weights are held by content (:class:`olsim.learner.snapshot.Manifest`): each distinct array is stored
+once, through ``put``, and a version is its manifest plus a handle per digest. Deploy passes
+``ray.put``, so the handles are object references and a replica that follows the registry fetches
+only the arrays it does not hold yet, read zero-copy from its node's object store; without ``put``
+the arrays themselves are the handles and travel by value. Retention is bounded by count (``keep``)
+and by the bytes of distinct arrays held (``keep_bytes``); the served version is never dropped.
+
 Version numbers only grow; the *served* version is normally the newest accepted one, and a
 rollback points it at an older one. Every change of the served version bumps ``generation``,
 which is what replicas follow.
@@ -21,23 +28,30 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from olsim.learner.gate import Decision, Gate
 from olsim.learner.priority import lower_thread_priority
-from olsim.learner.snapshot import Snapshot, SnapshotError
+from olsim.learner.snapshot import Manifest, Snapshot, SnapshotError, digest, resolve, root
 from olsim.serving.journal import Journal
 
 log = logging.getLogger(__name__)
+Put = Callable[[np.ndarray], Any]  # array -> handle (ray.put; or None in Registry: the array itself)
+Get = Callable[[list[Any]], list[Any]]  # handles -> arrays (ray.get)
+KEEP_BYTES = 2 * 1024**3
 
 
 @dataclass(frozen=True)
 class Version:
     number: int
-    snapshot: Snapshot
+    manifest: Manifest
+    blobs: dict[str, Any]  # digest -> the array's handle: an object reference, or the array itself
     published_at: float  # unix time the registry accepted it
     scores: tuple[float, ...] | None = None  # gate's validation accuracy per task
 
@@ -103,6 +117,8 @@ class Swap:
     generation: int
     published_at: float  # when the version became current (accept or rollback)
     applied_at: float  # unix time the replica began serving it
+    moved_bytes: int = 0  # array bytes the replica fetched for this swap (the rest it already held)
+    held_bytes: int = 0  # weight memory the replica held at the swap's peak (old and new version)
 
     @property
     def staleness_s(self) -> float:
@@ -121,10 +137,23 @@ class Registry:
     True
     """
 
-    def __init__(self, keep: int = 1000, gate: Gate | None = None, store: Path | None = None) -> None:
+    def __init__(
+        self,
+        keep: int = 1000,
+        gate: Gate | None = None,
+        store: Path | None = None,
+        keep_bytes: int = KEEP_BYTES,
+        put: Put | None = None,
+        get: Get | None = None,
+    ) -> None:
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
         self.keep = keep
+        self.keep_bytes = keep_bytes
+        self._put = put
+        self._get: Get = get or _no_handles
+        self._blobs: dict[str, Any] = {}  # digest -> handle, for every array a retained version uses
+        self._dropped: set[int] = set()  # accepted versions retention let go of
         self.gate = gate
         self.paused = False
         self.boot = uuid.uuid4().hex  # changes with every (re)start of the process holding the registry
@@ -159,6 +188,7 @@ class Registry:
                     self._latest = v["number"]
                 for n in rec["dropped"]:
                     meta.pop(n, None)
+                    self._dropped.add(n)
                 d = GateRecord(**rec["decision"])
                 self._decisions.append(d)
                 self._answers[rec["key"]] = PublishResult(d.version, d.reason, d.detail)
@@ -176,7 +206,7 @@ class Registry:
                 self.unreadable[n] = f"{type(exc).__name__}: {exc}"
                 log.error("registry restore: version %d is unreadable (%s)", n, self.unreadable[n])
                 continue
-            self._versions[n] = Version(n, snapshot, at, scores)
+            self._versions[n] = Version(n, snapshot.manifest(), self._store(snapshot), at, scores)
         journal.keep_only(set(meta))  # unreadable files stay where they are, for a look
         self.restored = True
         if not self._changes:
@@ -215,47 +245,101 @@ class Registry:
 
     async def publish(self, snapshot: Snapshot) -> PublishResult:
         """Gate a candidate; when accepted it becomes the next version and the served one."""
+        async with self._lock():  # one candidate at a time: each is judged against what is served
+            return await self._publish(snapshot, verified=False)
+
+    async def publish_delta(self, manifest: Manifest, arrays: dict[str, np.ndarray]) -> PublishResult:
+        """:meth:`publish` for a candidate sent as its manifest and only the arrays the registry does
+        not hold (by digest): a LoRA publish over a frozen base sends its adapters. Each array sent is
+        hashed; the others were when first stored. Answers reason ``missing`` (nothing decided) when
+        the registry no longer holds an array the candidate needs: send the whole snapshot then."""
+        async with self._lock():
+            need = set(manifest.digests.values()) - set(arrays)
+            missing = need - set(self._blobs)
+            if missing:
+                return PublishResult(None, "missing", f"{len(missing)} arrays are not held: publish them all")
+            held = {d: self._blobs[d] for d in need}
+
+            def assemble() -> tuple[Snapshot, bool]:
+                snapshot = Snapshot.assemble(manifest, {**resolve(held, self._get), **arrays})
+                sent_ok = all(digest(a) == d for d, a in arrays.items())
+                return snapshot, sent_ok and root(manifest.spec, manifest.digests) == manifest.checksum
+
+            loop = asyncio.get_running_loop()
+            snapshot, verified = await loop.run_in_executor(self._background(), assemble)
+            # not verified: judged as a whole snapshot, so a mismatch is a recorded "checksum" rejection
+            return await self._publish(snapshot, verified=verified)
+
+    def _lock(self) -> asyncio.Lock:
         if self._publishing is None:
             self._publishing = asyncio.Lock()
-        async with self._publishing:  # one candidate at a time: each is judged against what is served
-            key = snapshot.key
-            if key in self._answers:  # a retry (the registry restarted before it could answer)
-                return self._answers[key]
-            decision = await self._judge(snapshot)
-            number = self._latest + 1 if decision.accepted else None
-            if number is not None and self.journal is not None:  # the weights are on disk first
-                await asyncio.get_running_loop().run_in_executor(
-                    None, self.journal.save_version, number, snapshot
-                )
-            async with self._cond():
-                accepted = None if number is None else self._accept(number, snapshot, decision)
-                record = GateRecord(
-                    time.time(),
-                    decision.accepted,
-                    decision.reason,
-                    decision.detail,
-                    number,
-                    self.served,
-                    dict(snapshot.meta),
-                    decision.old_drop,
-                )
-                self._decisions.append(record)
-                result = self._answers[key] = PublishResult(number, decision.reason, decision.detail)
-                self._journal_publish(key, record, accepted)
-                return result
+        return self._publishing
+
+    async def _publish(self, snapshot: Snapshot, verified: bool) -> PublishResult:
+        key = snapshot.key
+        if key in self._answers:  # a retry (the registry restarted before it could answer)
+            return self._answers[key]
+        decision = await self._judge(snapshot, verified)
+        number = self._latest + 1 if decision.accepted else None
+        loop = asyncio.get_running_loop()
+        if number is not None and self.journal is not None:  # the weights are on disk first
+            await loop.run_in_executor(self._background(), self.journal.save_version, number, snapshot)
+        # new arrays go to the store off the event loop (a large put takes a while)
+        blobs = (
+            None if number is None else await loop.run_in_executor(self._background(), self._store, snapshot)
+        )
+        async with self._cond():
+            accepted = (
+                None if number is None or blobs is None else self._accept(number, snapshot, blobs, decision)
+            )
+            record = GateRecord(
+                time.time(),
+                decision.accepted,
+                decision.reason,
+                decision.detail,
+                number,
+                self.served,
+                dict(snapshot.meta),
+                decision.old_drop,
+            )
+            self._decisions.append(record)
+            result = self._answers[key] = PublishResult(number, decision.reason, decision.detail)
+            self._journal_publish(key, record, accepted)
+            return result
 
     def _accept(
-        self, number: int, snapshot: Snapshot, decision: Decision
+        self, number: int, snapshot: Snapshot, blobs: dict[str, Any], decision: Decision
     ) -> tuple[Version, Change, list[int]]:
         """``snapshot`` becomes version ``number`` and the served one; versions past ``keep`` (never
         the one served until now) are dropped. Returns the version, the change, the dropped numbers."""
         self._latest = number
-        version = Version(number, snapshot, time.time(), decision.scores)
+        version = Version(number, snapshot.manifest(), blobs, time.time(), decision.scores)
         self._versions[number] = version
         dropped = [v for v in self._versions if v <= number - self.keep and v != self.served]
         for old in dropped:
             del self._versions[old]
-        return version, self._set_current(version, "publish", version.published_at), dropped
+        while self.retained_bytes() > self.keep_bytes:  # oldest first; never the served or the new one
+            older = [v for v in self._versions if v not in (number, self.served)]
+            if not older:
+                break
+            del self._versions[min(older)]
+            dropped.append(min(older))
+        self._dropped.update(dropped)
+        used = {d for v in self._versions.values() for d in v.manifest.digests.values()}
+        self._blobs = {d: h for d, h in self._blobs.items() if d in used}  # the store frees the rest
+        return version, self._set_current(version, "publish", version.published_at), sorted(dropped)
+
+    def _store(self, snapshot: Snapshot) -> dict[str, Any]:
+        """A handle for each of the snapshot's arrays, putting only those no retained version holds."""
+        for d, a in snapshot.arrays().items():
+            if d not in self._blobs:
+                self._blobs[d] = a if self._put is None else self._put(a)
+        return {d: self._blobs[d] for d in snapshot.digests.values()}
+
+    def retained_bytes(self) -> int:
+        """Bytes of the distinct arrays the retained versions are made of."""
+        sizes = {d: n for v in self._versions.values() for d, n in v.manifest.sizes.items()}
+        return sum(sizes.values())
 
     def _journal_publish(
         self, key: str, record: GateRecord, accepted: tuple[Version, Change, list[int]] | None
@@ -282,20 +366,29 @@ class Registry:
         )
         self.journal.remove_versions(dropped)
 
-    async def _judge(self, snapshot: Snapshot) -> Decision:
+    async def _judge(self, snapshot: Snapshot, verified: bool = False) -> Decision:
         if self.paused:
             return Decision(False, "paused", "publication paused by an operator")
         if self.gate is None:
-            try:
-                snapshot.verify()
+            if verified:
+                return Decision(True, "gate_off")
+            try:  # re-hashing every array: off the event loop
+                await asyncio.get_running_loop().run_in_executor(self._background(), snapshot.verify)
             except SnapshotError as exc:
                 return Decision(False, "checksum", str(exc))
             return Decision(True, "gate_off")
         served = None if self._current is None else self._current.version.scores
-        if self._gate_thread is None:
-            self._gate_thread = ThreadPoolExecutor(1, "olsim-gate", initializer=lower_thread_priority)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._gate_thread, self.gate.check, snapshot, served)
+        return await loop.run_in_executor(self._background(), self.gate.check, snapshot, served)
+
+    def _background(self) -> ThreadPoolExecutor:
+        """One thread at low CPU priority for a publication's heavy work (gate, hashing, disk, store),
+        so that replicas' requests on the same machine go first."""
+        if self._gate_thread is None:
+            self._gate_thread = ThreadPoolExecutor(
+                1, "olsim-registry-work", initializer=lower_thread_priority
+            )
+        return self._gate_thread
 
     def _set_current(
         self,
@@ -381,11 +474,20 @@ class Registry:
             newer = [v for v in self._versions if v > after]
             return self._versions[min(newer)] if newer else None
 
-    async def ack(self, replica: str, version: int, generation: int, applied_at: float) -> None:
-        """A replica reports that it serves ``version`` (of change ``generation``) since ``applied_at``."""
+    async def ack(
+        self,
+        replica: str,
+        version: int,
+        generation: int,
+        applied_at: float,
+        moved_bytes: int = 0,
+        held_bytes: int = 0,
+    ) -> None:
+        """A replica reports that it serves ``version`` (of change ``generation``) since ``applied_at``,
+        having fetched ``moved_bytes`` of arrays for it and held ``held_bytes`` of weights at the peak."""
         known = 0 < generation <= len(self._changes)  # change g is self._changes[g - 1]
         changed_at = self._changes[generation - 1].at if known else applied_at
-        swap = Swap(replica, version, generation, changed_at, applied_at)
+        swap = Swap(replica, version, generation, changed_at, applied_at, moved_bytes, held_bytes)
         self._swaps.append(swap)
         if self.journal is not None:
             self.journal.append({"kind": "swap", "swap": asdict(swap)})
@@ -421,6 +523,9 @@ class Registry:
             "latest": self._latest,
             "paused": self.paused,
             "keep": self.keep,
+            "keep_bytes": self.keep_bytes,
+            "retained_bytes": self.retained_bytes(),
+            "dropped": sorted(self._dropped),
             "boot": self.boot,
             "restored": self.restored,
             "unreadable": {str(n): why for n, why in self.unreadable.items()},
@@ -429,6 +534,10 @@ class Registry:
     async def history(self) -> list[dict[str, float | int | str | bool]]:
         """Metadata of retained versions, oldest first (no weights)."""
         return [
-            {"version": v.number, "published_at": v.published_at, **v.snapshot.meta}
+            {"version": v.number, "published_at": v.published_at, **v.manifest.meta}
             for v in sorted(self._versions.values(), key=lambda v: v.number)
         ]
+
+
+def _no_handles(handles: list[Any]) -> list[Any]:
+    raise RuntimeError("this registry holds arrays, not references: it has nothing to get")

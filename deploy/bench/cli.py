@@ -18,6 +18,8 @@ from olsim.deploy.errors import UserError
 
 POSITIVE = click.IntRange(min=1)
 RESULTS = Path("docs/results.md")
+SWAP_SIZES = (1, 10, 100, 1000)  # olsim.deploy.bench.swap.SHAPES (kept light: no torch import here)
+SWAP_MECHANISMS = ("value", "reference", "delta", "reconfigure")  # ... .swap.MECHANISMS
 
 
 def _out(default: Path = RESULTS) -> Any:
@@ -251,12 +253,31 @@ def serve(
     return 0
 
 
-@bench.command("swap", help="Hot swap: olsim's long-poll vs Ray Serve's reconfigure, same run.")
+@bench.command(
+    "swap",
+    cls=Variadic,
+    help="Hot swaps under load by model size: weights by value, by object-store reference, as deltas, "
+    "and through Ray Serve's reconfigure, same run.",
+)
 @click.option(
     "--scenario",
     default="split-digits",
     show_default=True,
-    help="model, replicas and held-out rows from here",
+    help="serving settings (and, without --sizes, the model and held-out rows) from here",
+)
+@many(
+    "--sizes",
+    type=click.Choice([str(m) for m in SWAP_SIZES]),
+    metavar="MB",
+    help="byte transformers of about these many MB under short /generate requests, instead of the "
+    "scenario's model",
+)
+@many(
+    "--mechanisms",
+    type=click.Choice(SWAP_MECHANISMS),
+    default=SWAP_MECHANISMS,
+    metavar="M",
+    help="how weights reach the replicas",
 )
 @click.option("--rounds", type=POSITIVE, default=3, show_default=True, metavar="N")
 @click.option(
@@ -275,7 +296,7 @@ def serve(
     type=click.FloatRange(min=1),
     default=50.0,
     show_default=True,
-    help="open-loop /predict requests per second",
+    help="open-loop requests per second (lowered to half the replicas' measured capacity if above it)",
 )
 @click.option("--publish-hz", type=click.FloatRange(min=0.1), default=1.0, show_default=True, metavar="HZ")
 @click.option("--replicas", type=POSITIVE, help="override the scenario's replica count")
@@ -285,6 +306,8 @@ def serve(
 @ingress_option()
 def swap(
     scenario: str,
+    sizes: tuple[str, ...],
+    mechanisms: tuple[str, ...],
     rounds: int,
     cycles: int,
     window: float,
@@ -304,12 +327,15 @@ def swap(
     from olsim.deploy.bench.swap import bench_swap, write
 
     command = (
-        f"olsim bench swap --scenario {scenario} --rounds {rounds} --cycles {cycles} "
+        f"olsim bench swap --scenario {scenario}"
+        + (f" --sizes {' '.join(sizes)}" if sizes else "")
+        + f" --mechanisms {' '.join(mechanisms)} --rounds {rounds} --cycles {cycles} "
         f"--window {window:g} --rps {rps:g} --publish-hz {publish_hz:g} "
         f"--replicas {s.serving.replicas} --ingress {ingress}"
     )
-    results = bench_swap(s, rounds, cycles, window, rps, publish_hz)
-    write(results, out, command, s, rps, publish_hz)
+    sized = tuple(int(m) for m in sizes)
+    results = bench_swap(s, rounds, cycles, window, rps, publish_hz, sizes=sized, mechanisms=mechanisms)
+    write(results, out, command, s, publish_hz)
     _dump(json_path, results)
     click.echo(f"table written to {out}, raw results to {json_path}")
     return 0

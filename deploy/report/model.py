@@ -53,6 +53,13 @@ class Swap(_Fixed):
     kind: Literal["publish", "rollback"]
     published_at: float = Field(description="unix time the version became the served one")
     applied: dict[str, float] = Field(description="replica id -> unix time it served the version")
+    moved_bytes: dict[str, int] = Field(
+        default_factory=dict, description="replica id -> bytes of weight arrays it fetched for this swap"
+    )
+    held_bytes: dict[str, int] = Field(
+        default_factory=dict,
+        description="replica id -> weight memory it held at the swap's peak (old and new version)",
+    )
 
 
 class Percentiles(_Open):

@@ -14,7 +14,7 @@ from olsim.deploy.scenario.plugins import runtime_env
 from olsim.deploy.scenario.spec import Scenario
 from olsim.learner.gate import Gate, GateConfig
 from olsim.learner.model import ModelSpec
-from olsim.serving.registry import Registry
+from olsim.serving.registry import KEEP_BYTES, Registry
 from olsim.stream.spec import StreamSpec
 
 RESTARTS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1}
@@ -56,7 +56,10 @@ def start_registry_actor(scenario: Scenario, store: Path | None, gate: bool = Tr
         **(RESTARTS if store is not None else {}),
     }
     return _actor(RegistryActor, s, **{**base, **options}).remote(
-        gate=source, store=None if store is None else str(store.resolve())
+        gate=source,
+        store=None if store is None else str(store.resolve()),
+        keep_bytes=s.serving.keep_bytes,
+        transfer=s.serving.transfer,
     )
 
 
@@ -122,12 +125,21 @@ def start_learner_actor(
 class RegistryActor(Registry):
     """The registry as deploy runs it (``ray.remote(RegistryActor)``): one torch thread for the gate."""
 
-    def __init__(self, keep: int = 1000, gate: GateSource | None = None, store: str | None = None) -> None:
+    def __init__(
+        self,
+        keep: int = 1000,
+        gate: GateSource | None = None,
+        store: str | None = None,
+        keep_bytes: int = KEEP_BYTES,
+        transfer: str = "reference",
+    ) -> None:
+        import ray
         import torch
 
         torch.set_num_threads(1)
         built = None if gate is None else Gate(gate.stream.build_tasks(gate.seed), gate.model, gate.config)
-        super().__init__(keep, built, None if store is None else Path(store))
+        put = ray.put if transfer == "reference" else None  # this actor owns the weights it puts
+        super().__init__(keep, built, None if store is None else Path(store), keep_bytes, put, ray.get)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,8 @@ Hook = Callable[[dict[str, Any]], None]
 
 
 def swap_table(swaps: list[Any], changes: list[Any]) -> list[dict[str, Any]]:
-    """One row per change of the served version: what, when, and when each replica applied it."""
+    """One row per change of the served version: what, when, and when each replica applied it (with
+    the bytes it fetched and the weight memory it held at the swap's peak)."""
     rows = {
         c.generation: {
             "generation": c.generation,
@@ -51,6 +52,8 @@ def swap_table(swaps: list[Any], changes: list[Any]) -> list[dict[str, Any]]:
             "kind": c.kind,
             "published_at": c.at,
             "applied": {},
+            "moved_bytes": {},
+            "held_bytes": {},
         }
         for c in changes
     }
@@ -63,9 +66,13 @@ def swap_table(swaps: list[Any], changes: list[Any]) -> list[dict[str, Any]]:
                 "kind": "publish",
                 "published_at": s.published_at,
                 "applied": {},
+                "moved_bytes": {},
+                "held_bytes": {},
             },
         )
         row["applied"][s.replica] = s.applied_at
+        row["moved_bytes"][s.replica] = s.moved_bytes
+        row["held_bytes"][s.replica] = s.held_bytes
     return [rows[g] for g in sorted(rows)]
 
 
@@ -346,19 +353,23 @@ def version_audit(
     """Versions the registry should hold against what it holds, and what the evaluator scored.
 
     A version is *lost* when the learner was told it was accepted, a replica served it, or the
-    evaluator scored it (or its number is below the newest), retention would still keep it, and
-    the registry no longer has it; *unscored* when the registry has it and the evaluator has no
-    score for it.
+    evaluator scored it (or its number is below the newest), retention would still keep it (by count,
+    and the registry did not drop it to stay within its bytes), and the registry no longer has it;
+    *unscored* when the registry has it and the evaluator has no score for it.
 
     >>> held = [{"version": 1}, {"version": 3}]
     >>> version_audit({"latest": 3, "keep": 10}, held, {"versions": [1, 2, 3]}, [], [{"version": 1}])
     {'latest': 3, 'retained': 2, 'lost': 1, 'unscored': 1}
+    >>> state = {"latest": 3, "keep": 10, "dropped": [2]}
+    >>> version_audit(state, held, {"versions": [1, 2, 3]}, [], [])["lost"]
+    0
     """
     held = {int(h["version"]) for h in history}
     scored = {int(t["version"]) for t in timeline}
     known = set(progress.get("versions", [])) | {s.version for s in swaps} | scored
     latest = max([state["latest"], *known])
-    should = {n for n in range(1, latest + 1) if n > latest - state["keep"]}
+    dropped = set(state.get("dropped", []))
+    should = {n for n in range(1, latest + 1) if n > latest - state["keep"] and n not in dropped}
     return {
         "latest": state["latest"],
         "retained": len(held),

@@ -30,6 +30,7 @@ from olsim.learner.facts import FactProbes, FactsLedger
 from olsim.learner.objective import ObjectiveName
 from olsim.learner.priority import lower_thread_priority
 from olsim.learner.snapshot import Snapshot
+from olsim.learner.snapshot import resolve as resolve_arrays
 from olsim.stream.spec import StreamSpec
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,8 @@ class EvaluatorActor:
         v = ray.get(self.registry.wait_next.remote(self._last, 0.25))
         if v is not None:
             with self._lock:
-                self.evaluator.record(v.number, v.snapshot, v.published_at)
+                snapshot = Snapshot.assemble(v.manifest, resolve_arrays(v.blobs, ray.get))
+                self.evaluator.record(v.number, snapshot, v.published_at)
                 facts = self.evaluator.facts
                 for wait_s in [] if facts is None else facts.newly_fresh(v.number):
                     t.fact_freshness.observe(wait_s)

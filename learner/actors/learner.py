@@ -73,6 +73,7 @@ class LearnerActor:
             after_batch=self._hold if self._holds else None,
         )
         self.error: str | None = None
+        self._published: Snapshot | None = None  # the last accepted candidate (later ones send changes)
         self.done = False
         self.restarts = 0  # times this learner came back (Ray restarted it, or it started over old state)
         self.checkpoints = 0
@@ -195,11 +196,11 @@ class LearnerActor:
         }
 
     def _publish(self, snapshot: Snapshot) -> int | None:
-        import ray
-
-        result = ray.get(self.registry.publish.remote(snapshot))
+        result = publish(self.registry, snapshot, self._published)
         if result.version is None:
             log.info("candidate rejected reason=%s %s", result.reason, result.detail)
+        else:
+            self._published = snapshot
         return result.version
 
     def _run(self) -> None:
@@ -272,3 +273,18 @@ def _node_id() -> str | None:
     import ray
 
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
+def publish(registry: Any, snapshot: Snapshot, previous: Snapshot | None = None) -> Any:
+    """Publish ``snapshot`` to the registry actor and return its answer. After an accepted
+    ``previous``, only the arrays that changed since travel (``publish_delta``); the whole snapshot
+    goes when there is no previous one, or when the registry no longer holds what the rest needs."""
+    import ray
+
+    if previous is not None:
+        sent = set(previous.digests.values())
+        changed = {d: a for d, a in snapshot.arrays().items() if d not in sent}
+        result = ray.get(registry.publish_delta.remote(snapshot.manifest(), changed))
+        if result.reason != "missing":
+            return result
+    return ray.get(registry.publish.remote(snapshot))

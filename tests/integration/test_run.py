@@ -159,6 +159,14 @@ def test_every_replica_reaches_the_last_version_in_place(runs: dict, strategy: s
     for rid in replicas:
         acked = [s["version"] for s in report["swaps"] if rid in s["applied"]]
         assert len(acked) >= 5 and acked == sorted(acked)
+    # every acknowledgement says what the swap fetched and held: at most the whole MLP (a training
+    # step changes every weight), never more than two versions' worth at the peak
+    model = sum(4 * n for n in (64 * 256, 256, 256 * 10, 10))
+    for row in report["swaps"]:
+        assert set(row["moved_bytes"]) == set(row["held_bytes"]) == set(row["applied"])
+        assert all(0 <= b <= model for b in row["moved_bytes"].values())  # 0: a republished state
+        assert all(0 < b <= 2 * model for b in row["held_bytes"].values())
+    assert sum(b > 0.9 * model for row in report["swaps"] for b in row["moved_bytes"].values()) >= 10
 
 
 @pytest.mark.parametrize("strategy", ["naive", "replay"])

@@ -163,7 +163,7 @@ def test_a_registry_over_its_journal_comes_back_with_its_state(tmp_path: Path) -
         ]
         cur = await reg.current()
         assert cur is not None and cur.version.number == 4 and cur.kind == "rollback"
-        assert cur.version.snapshot.checksum == _snap(3).checksum  # the weights, read back and verified
+        assert cur.version.manifest.checksum == _snap(3).checksum  # the weights, read back and verified
         assert await reg.changes() == await old.changes() and await reg.decisions() == await old.decisions()
         assert await reg.replica_versions() == {"r1": 4}
         # followers carry on where they were: nothing newer than the generation they hold
