@@ -89,10 +89,12 @@ class Gate:
         self._shapes = {k: tuple(v.shape) for k, v in build_model(spec).state_dict().items()}
         self._val: list[Split] | None = None
 
-    def integrity(self, candidate: Snapshot) -> Decision | None:
-        """A rejection when the candidate cannot be served at all, else None."""
+    def integrity(self, candidate: Snapshot, verified: bool = False) -> Decision | None:
+        """A rejection when the candidate cannot be served at all, else None (``verified``: its
+        arrays were hashed already, as a delta publication's are)."""
         try:
-            candidate.verify()
+            if not verified:
+                candidate.verify()
         except SnapshotError as exc:
             return Decision(False, "checksum", str(exc))
         if candidate.spec != self.spec:
@@ -118,12 +120,14 @@ class Gate:
         """Validation accuracy on every task of the scenario (seen or not)."""
         if self._val is None:  # writable copies: arrays that arrived through Ray's object store are not
             self._val = [Split(np.array(t.val.x), np.array(t.val.y), t.val.source) for t in self.tasks]
-        model = snapshot.build()
+        model = snapshot.build(verify=False)  # check() verified it (or it came verified)
         return tuple(accuracy(model, split) for split in self._val)
 
-    def check(self, candidate: Snapshot, served: tuple[float, ...] | None) -> Decision:
+    def check(
+        self, candidate: Snapshot, served: tuple[float, ...] | None, verified: bool = False
+    ) -> Decision:
         """``served``: the served version's :meth:`scores` (None when nothing is served yet)."""
-        broken = self.integrity(candidate)
+        broken = self.integrity(candidate, verified)
         if broken is not None:
             return broken
         scores = self.scores(candidate)

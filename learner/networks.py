@@ -40,6 +40,8 @@ class NetworkPool:
     (True, 1)
     >>> pool.release(tree); _ = pool.serve(snap.manifest(), snap.arrays()); pool.built  # reused
     1
+    >>> pool.release(tree); tree.fc1.weight.is_meta  # a free tree holds no version's memory
+    True
     """
 
     def __init__(self) -> None:
@@ -47,10 +49,25 @@ class NetworkPool:
         self._lock = threading.Lock()
         self.built = 0  # trees built so far (a steady replica needs two)
 
+    @staticmethod
+    def warm(spec: ModelSpec) -> None:
+        """Build ``spec`` on the meta device once and drop it: torch's first meta build imports its
+        decompositions (about 0.7 s here), which a process should pay before it serves, not in its
+        first swap."""
+        try:
+            with torch.device("meta"):
+                build_model(spec)
+        except Exception:  # such a model is built for real when it is served (see _build)
+            return
+
     def release(self, tree: nn.Module) -> None:
-        """``tree`` serves nothing any more: the next version may reuse it."""
+        """``tree`` serves nothing any more. It lets go of its tensors (so the version it served is
+        freed) and waits for the next version; the pool keeps one free tree and drops any other."""
+        if not tree.__dict__.get("_olsim_copies"):
+            _unpoint(tree)
         with self._lock:
-            self._free.append(tree)
+            if not self._free:
+                self._free.append(tree)
 
     def serve(
         self, manifest: Manifest, arrays: Mapping[str, np.ndarray], expected: ModelSpec | None = None
@@ -72,12 +89,8 @@ class NetworkPool:
         if tree is None:
             tree = self._build(manifest.spec, _tensors(digests, arrays))
             self.built += 1
-        else:  # only what differs from the version this tree served last
-            held: dict[str, str] = tree.__dict__["_olsim_digests"]
-            if held.keys() != digests.keys():
-                raise SnapshotError(f"parameter names differ: {sorted(set(held) ^ set(digests))}")
-            _point(tree, _tensors({n: d for n, d in digests.items() if held[n] != d}, arrays))
-        tree.__dict__["_olsim_digests"] = digests
+        else:
+            _point(tree, _tensors(digests, arrays))
         return ServedModel(tree, extras).eval(), tree
 
     @staticmethod
@@ -90,7 +103,7 @@ class NetworkPool:
         if tree is not None:
             check_fits(tree, state)
             tree.load_state_dict(state, assign=True)
-            if any(t.is_meta for t in (*tree.parameters(), *tree.buffers())):
+            if _keeps_meta(tree):
                 tree = None  # it keeps tensors outside its state dict: build it for real
         if tree is None:
             tree = build_model(spec)
@@ -102,6 +115,29 @@ class NetworkPool:
         tree.__dict__["_olsim_spec"] = spec
         tree.__dict__["_olsim_slots"] = _slots(tree)
         return tree
+
+
+def _keeps_meta(tree: nn.Module) -> bool:
+    """A meta tensor is left after loading the state dict: in a parameter, a buffer, or an attribute."""
+    for m in tree.modules():
+        tensors = (*m._parameters.values(), *m._buffers.values(), *m.__dict__.values())
+        if any(isinstance(t, torch.Tensor) and t.is_meta for t in tensors):
+            return True
+    return False
+
+
+def _unpoint(tree: nn.Module) -> None:
+    """Point every state-dict tensor of ``tree`` at nothing (a meta tensor of its shape)."""
+    slots: dict[str, tuple[nn.Module, str, bool]] = tree.__dict__["_olsim_slots"]
+    for module, attr, is_param in slots.values():
+        now = (module._parameters if is_param else module._buffers)[attr]
+        if now is None:
+            continue
+        empty = torch.empty(now.shape, dtype=now.dtype, device="meta")
+        if is_param:
+            module._parameters[attr] = nn.Parameter(empty, requires_grad=False)
+        else:
+            module._buffers[attr] = empty
 
 
 def _tensors(digests: Mapping[str, str], arrays: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -123,8 +159,10 @@ def _slots(tree: nn.Module) -> dict[str, tuple[nn.Module, str, bool]]:
 
 
 def _point(tree: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Make these of ``tree``'s tensors ``state``'s (for a tree built for real: copy them in)."""
+    """Make ``tree``'s tensors ``state``'s (for a tree built for real: copy them in)."""
     slots: dict[str, tuple[nn.Module, str, bool]] = tree.__dict__["_olsim_slots"]
+    if slots.keys() != state.keys():
+        raise SnapshotError(f"parameter names differ: {sorted(set(slots) ^ set(state))}")
     for key, t in state.items():
         module, attr, is_param = slots[key]
         now = (module._parameters if is_param else module._buffers)[attr]

@@ -37,11 +37,12 @@ def digest(a: np.ndarray) -> str:
     """Content address of one array: SHA-256 over its dtype, shape and bytes.
 
     >>> digest(np.zeros(3, np.float32)) == digest(np.zeros(3, np.float32)), digest(np.zeros(3)) == digest(
-    ...     np.zeros(3, np.float32))
-    (True, False)
+    ...     np.zeros(3, np.float32)), digest(np.array(0)) == digest(np.array([0]))
+    (True, False, False)
     """
+    shape = np.shape(a)  # before ascontiguousarray, which makes a 0-d array 1-d
     a = np.ascontiguousarray(a)
-    h = hashlib.sha256(f"{a.dtype.str}|{a.shape}|".encode())
+    h = hashlib.sha256(f"{a.dtype.str}|{shape}|".encode())
     h.update(a.reshape(-1).view(np.uint8).data)  # no copy; hashlib releases the GIL
     return h.hexdigest()
 
@@ -71,7 +72,8 @@ def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
     """Bitwise equality, a chunk at a time (stops at the first difference; NaNs compare by bits)."""
     if a.dtype != b.dtype or a.shape != b.shape:
         return False
-    x, y = a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)
+    x = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+    y = np.ascontiguousarray(b).reshape(-1).view(np.uint8)
     for lo in range(0, len(x), _COMPARE_CHUNK):
         if not np.array_equal(x[lo : lo + _COMPARE_CHUNK], y[lo : lo + _COMPARE_CHUNK]):
             return False
@@ -224,13 +226,15 @@ class Snapshot:
         check_fits(model, self.tensors)
         model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.tensors.items()})
 
-    def build(self, expected: ModelSpec | None = None) -> ServedModel:
+    def build(self, expected: ModelSpec | None = None, verify: bool = True) -> ServedModel:
         """What a replica serves: a fresh network with copies of these weights plus the exported extras.
 
         With ``expected`` (the spec this process serves), a snapshot naming any other model is refused
         before its model is built: a spec can name code to import, and only the configured one runs.
+        ``verify=False`` skips re-hashing (for a caller that has just verified the snapshot).
         """
-        self.verify()
+        if verify:
+            self.verify()
         check_spec(self.spec, expected)
         model = build_model(self.spec)
         self._copy_into(model)  # verified above: hashing every weight once per swap is enough

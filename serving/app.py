@@ -105,7 +105,7 @@ class Predictor:
         """Serve's in-place update path (``updates: reconfigure``): load the registry's current version."""
         current = await self.registry.current.remote()
         if current is not None and current.generation > self.follower.generation:
-            self.follower.apply(current)
+            await asyncio.to_thread(self.follower.apply, current)  # it fetches: off the event loop
 
     @api.post("/predict", openapi_extra=openapi_body(PredictRequest))
     async def predict(self, request: Request, response: Response) -> PredictResponse:

@@ -80,6 +80,8 @@ class WeightFollower:
         self.errors = 0
         self.peak_bytes = 0  # most weight memory held at once (at the peak of a swap: old and new)
         self.networks = NetworkPool()  # module trees reused across versions
+        if spec is not None:
+            self.networks.warm(spec)  # before the replica reports ready
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="olsim-weight-follower", daemon=True)
 
@@ -110,6 +112,7 @@ class WeightFollower:
         v = c.version
         old = self.served
         by_value = all(isinstance(h, np.ndarray) for h in v.blobs.values())
+        have = {} if old is None else old.arrays  # digest -> array this replica serves now
         tree = None
         if by_value:  # all arrays came with the call: verify the whole snapshot, build a copy
             model = Snapshot.assemble(v.manifest, v.blobs).build(self.spec)
@@ -119,7 +122,6 @@ class WeightFollower:
         else:
             if root(v.manifest.spec, v.manifest.digests) != v.manifest.checksum:
                 raise SnapshotError("manifest checksum mismatch")
-            have = {} if old is None else old.arrays
             received = resolve({d: h for d, h in v.blobs.items() if d not in have}, self._ray.get)
             for d, a in received.items() if self.verify_arrays else ():
                 if digest(a) != d:
@@ -129,10 +131,13 @@ class WeightFollower:
             moved = sum(a.nbytes for a in received.values())
         peak = held_bytes(old.model if old else None, old.arrays if old else None, model, received)
         self.peak_bytes = max(self.peak_bytes, peak)
-        handles = {} if by_value else dict(v.blobs)
+        # arrays carried over keep the references they came with (after a registry restart the new
+        # registry's references name copies of them)
+        kept = {} if old is None else old.handles
+        handles = {} if by_value else {d: kept.get(d, h) for d, h in v.blobs.items()}
         served = Served(v.number, c.generation, model, v.published_at, arrays, handles)
-        if tree is not None:  # the tree is free again once no request holds this version
-            weakref.finalize(served, self.networks.release, tree)
+        if tree is not None:  # the tree is free again once nothing holds this version's model
+            weakref.finalize(model, self.networks.release, tree)
         self.served = served  # the swap
         applied = time.time()
         self.registry.ack.remote(self.replica, v.number, c.generation, applied, moved, peak)

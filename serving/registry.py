@@ -379,7 +379,7 @@ class Registry:
             return Decision(True, "gate_off")
         served = None if self._current is None else self._current.version.scores
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._background(), self.gate.check, snapshot, served)
+        return await loop.run_in_executor(self._background(), self.gate.check, snapshot, served, verified)
 
     def _background(self) -> ThreadPoolExecutor:
         """One thread at low CPU priority for a publication's heavy work (gate, hashing, disk, store),
