@@ -65,7 +65,7 @@ def _freeze_hook(module: nn.Module, args: Any) -> None:
     if norms is None:
         if not int(module.get_buffer(FROZEN)):
             return
-        adapters = {id(p) for layer in adapter_layers(module) for p in (*layer.a, *layer.b)}
+        adapters = {id(p) for p in adapter_parameters(module)}
         for p in module.parameters():
             if id(p) not in adapters:
                 p.requires_grad_(False)
@@ -101,6 +101,11 @@ def add_adapters(model: nn.Module, n: int, rank: int, scale: float) -> nn.Module
 
 def adapter_layers(model: nn.Module) -> list[LoRALinear]:
     return [m for m in model.modules() if isinstance(m, LoRALinear)]
+
+
+def adapter_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Every adapter matrix of ``model`` (what a LoRA step changes; the rest is the frozen base)."""
+    return [p for layer in adapter_layers(model) for p in (*layer.a, *layer.b)]
 
 
 def adapter_count(model: nn.Module) -> int:

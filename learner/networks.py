@@ -7,7 +7,7 @@ holds the GIL for milliseconds (a request's forward pass on another thread waits
 :class:`NetworkPool` builds a tree once, on torch's meta device (no weights allocated or
 initialised), and afterwards only points a free tree's parameters at the next version's tensors. A
 tree is free again once nothing serves it: the caller hands it back when the last request that read
-its version is done (:func:`weakref.finalize` on the served record does exactly that).
+its version is done (the follower's :func:`weakref.finalize` on the served model does exactly that).
 
 A model whose construction needs real tensors (a buffer computed at construction and kept outside
 its state dict, a factory that cannot run on the meta device) is built normally instead, and each
@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from torch import nn
 
 from olsim.learner.model import ModelSpec, build_model
 from olsim.learner.served import ServedModel
-from olsim.learner.snapshot import EXTRA, Manifest, SnapshotError, check_fits, check_spec
+from olsim.learner.snapshot import Manifest, SnapshotError, check_fits, check_spec, split_extras
 
 
 class NetworkPool:
@@ -76,12 +77,8 @@ class NetworkPool:
         it when the served model is gone). Arrays are not verified here: the caller hashes what it
         received (:func:`olsim.learner.snapshot.digest`)."""
         check_spec(manifest.spec, expected)
-        extras = {
-            n[len(EXTRA) :]: torch.from_numpy(np.array(arrays[d]))
-            for n, d in manifest.digests.items()
-            if n.startswith(EXTRA)
-        }
-        digests = {n: d for n, d in manifest.digests.items() if not n.startswith(EXTRA)}
+        digests, extra_digests = split_extras(manifest.digests)
+        extras = {n: torch.from_numpy(np.array(arrays[d])) for n, d in extra_digests.items()}
         with self._lock:
             tree = next((t for t in self._free if t.__dict__.get("_olsim_spec") == manifest.spec), None)
             if tree is not None:
@@ -130,14 +127,10 @@ def _unpoint(tree: nn.Module) -> None:
     """Point every state-dict tensor of ``tree`` at nothing (a meta tensor of its shape)."""
     slots: dict[str, tuple[nn.Module, str, bool]] = tree.__dict__["_olsim_slots"]
     for module, attr, is_param in slots.values():
-        now = (module._parameters if is_param else module._buffers)[attr]
+        now = _table(module, is_param)[attr]
         if now is None:
             continue
-        empty = torch.empty(now.shape, dtype=now.dtype, device="meta")
-        if is_param:
-            module._parameters[attr] = nn.Parameter(empty, requires_grad=False)
-        else:
-            module._buffers[attr] = empty
+        _set(module, attr, is_param, torch.empty(now.shape, dtype=now.dtype, device="meta"))
 
 
 def _tensors(digests: Mapping[str, str], arrays: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -165,18 +158,29 @@ def _point(tree: nn.Module, state: dict[str, torch.Tensor]) -> None:
         raise SnapshotError(f"parameter names differ: {sorted(set(slots) ^ set(state))}")
     for key, t in state.items():
         module, attr, is_param = slots[key]
-        now = (module._parameters if is_param else module._buffers)[attr]
+        now = _table(module, is_param)[attr]
         if now is None or now.shape != t.shape:
             shape = None if now is None else tuple(now.shape)
             raise SnapshotError(f"{key}: shape {tuple(t.shape)} != {shape}")
     copies = bool(tree.__dict__.get("_olsim_copies"))
     for key, t in state.items():
         module, attr, is_param = slots[key]
-        now = (module._parameters if is_param else module._buffers)[attr]
+        now = _table(module, is_param)[attr]
         if copies and now is not None:
             with torch.no_grad():
                 now.copy_(t)
-        elif is_param:
-            module._parameters[attr] = nn.Parameter(t, requires_grad=False)
         else:
-            module._buffers[attr] = t
+            _set(module, attr, is_param, t)
+
+
+def _table(module: nn.Module, is_param: bool) -> dict[str, Any]:
+    """The module's own parameters or buffers, by attribute name."""
+    return module._parameters if is_param else module._buffers
+
+
+def _set(module: nn.Module, attr: str, is_param: bool, t: torch.Tensor) -> None:
+    """Point ``module``'s parameter or buffer ``attr`` at ``t`` (a parameter that takes no gradient)."""
+    if is_param:
+        module._parameters[attr] = nn.Parameter(t, requires_grad=False)
+    else:
+        module._buffers[attr] = t

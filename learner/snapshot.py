@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from olsim.learner.model import ModelSpec, build_model, spec_of
 from olsim.learner.served import ServedModel
 
 EXTRA = "extra/"  # digests of strategy extras are kept under this prefix
+T = TypeVar("T")
 _COMPARE_CHUNK = 1 << 22  # bytes compared at a time when looking for unchanged tensors
 
 
@@ -60,6 +61,17 @@ def resolve(handles: Mapping[str, Any], get: Callable[[list[Any]], list[Any]]) -
     if refs:
         out.update(zip(refs, get(list(refs.values())), strict=True))
     return out
+
+
+def split_extras(named: Mapping[str, T]) -> tuple[dict[str, T], dict[str, T]]:
+    """``named`` (extras under ``extra/``) as (tensors, extras without the prefix).
+
+    >>> split_extras({"w": 1, "extra/knn.k": 2})
+    ({'w': 1}, {'knn.k': 2})
+    """
+    tensors = {k: v for k, v in named.items() if not k.startswith(EXTRA)}
+    extras = {k[len(EXTRA) :]: v for k, v in named.items() if k.startswith(EXTRA)}
+    return tensors, extras
 
 
 def root(spec: ModelSpec, digests: Mapping[str, str]) -> str:
@@ -149,22 +161,16 @@ class Snapshot:
             else:
                 named[name] = np.array(a, copy=True)
                 digests[name] = digest(named[name])
-        tensors = {k: v for k, v in named.items() if not k.startswith(EXTRA)}
-        extra = {k[len(EXTRA) :]: v for k, v in named.items() if k.startswith(EXTRA)}
+        tensors, extra = split_extras(named)
         return cls(spec, tensors, root(spec, digests), dict(meta), extra, digests)
 
     @classmethod
     def assemble(cls, manifest: Manifest, arrays: Mapping[str, np.ndarray]) -> Snapshot:
         """The snapshot a manifest describes, from its arrays by digest (taken as the manifest says,
         not re-hashed: :meth:`verify` does that)."""
-        named = {n: arrays[d] for n, d in manifest.digests.items()}
+        tensors, extras = split_extras({n: arrays[d] for n, d in manifest.digests.items()})
         return cls(
-            manifest.spec,
-            {k: v for k, v in named.items() if not k.startswith(EXTRA)},
-            manifest.checksum,
-            dict(manifest.meta),
-            {k[len(EXTRA) :]: v for k, v in named.items() if k.startswith(EXTRA)},
-            dict(manifest.digests),
+            manifest.spec, tensors, manifest.checksum, dict(manifest.meta), extras, dict(manifest.digests)
         )
 
     def manifest(self) -> Manifest:

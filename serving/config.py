@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+KEEP_BYTES = 2 * 1024**3  # the registry's default bound on the weight bytes it retains
+
 
 class ServeConfig(BaseModel):
     """Serving settings (the ``serving:`` block of a scenario)."""
@@ -62,7 +64,7 @@ class ServeConfig(BaseModel):
         "registry hashed each one before storing it; about 0.5 s per GB per replica on one core)",
     )
     keep_bytes: int = Field(
-        2 * 1024**3,
+        KEEP_BYTES,
         ge=0,
         description="the registry drops its oldest retained versions (never the served one) while the "
         "distinct weight bytes it holds exceed this",

@@ -78,7 +78,6 @@ class WeightFollower:
         self.verify_arrays = verify_arrays  # re-hash arrays read by reference (the registry hashed them)
         self.served: Served | None = None
         self.errors = 0
-        self.peak_bytes = 0  # most weight memory held at once (at the peak of a swap: old and new)
         self.networks = NetworkPool()  # module trees reused across versions
         if spec is not None:
             self.networks.warm(spec)  # before the replica reports ready
@@ -130,7 +129,6 @@ class WeightFollower:
             model, tree = self.networks.serve(v.manifest, arrays, self.spec)
             moved = sum(a.nbytes for a in received.values())
         peak = held_bytes(old.model if old else None, old.arrays if old else None, model, received)
-        self.peak_bytes = max(self.peak_bytes, peak)
         # arrays carried over keep the references they came with (after a registry restart the new
         # registry's references name copies of them)
         kept = {} if old is None else old.handles

@@ -39,12 +39,12 @@ import numpy as np
 from olsim.learner.gate import Decision, Gate
 from olsim.learner.priority import lower_thread_priority
 from olsim.learner.snapshot import Manifest, Snapshot, SnapshotError, digest, resolve, root
+from olsim.serving.config import KEEP_BYTES
 from olsim.serving.journal import Journal
 
 log = logging.getLogger(__name__)
 Put = Callable[[np.ndarray], Any]  # array -> handle (ray.put; or None in Registry: the array itself)
 Get = Callable[[list[Any]], list[Any]]  # handles -> arrays (ray.get)
-KEEP_BYTES = 2 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ class Registry:
         self._swaps: list[Swap] = []
         self._changed: asyncio.Condition | None = None
         self._publishing: asyncio.Lock | None = None
-        self._gate_thread: ThreadPoolExecutor | None = None  # one background thread, low CPU priority
+        self._work: ThreadPoolExecutor | None = None  # one background thread, low CPU priority
         self._answers: dict[str, PublishResult] = {}  # candidate key -> the answer it got
         self.journal = None if store is None else Journal(store)
         if self.journal is not None and self.journal.records():
@@ -322,8 +322,8 @@ class Registry:
             older = [v for v in self._versions if v not in (number, self.served)]
             if not older:
                 break
-            del self._versions[min(older)]
             dropped.append(min(older))
+            del self._versions[dropped[-1]]
         self._dropped.update(dropped)
         used = {d for v in self._versions.values() for d in v.manifest.digests.values()}
         self._blobs = {d: h for d, h in self._blobs.items() if d in used}  # the store frees the rest
@@ -384,11 +384,9 @@ class Registry:
     def _background(self) -> ThreadPoolExecutor:
         """One thread at low CPU priority for a publication's heavy work (gate, hashing, disk, store),
         so that replicas' requests on the same machine go first."""
-        if self._gate_thread is None:
-            self._gate_thread = ThreadPoolExecutor(
-                1, "olsim-registry-work", initializer=lower_thread_priority
-            )
-        return self._gate_thread
+        if self._work is None:
+            self._work = ThreadPoolExecutor(1, "olsim-registry-work", initializer=lower_thread_priority)
+        return self._work
 
     def _set_current(
         self,

@@ -188,9 +188,12 @@ class Publisher:
         from olsim.learner.snapshot import Snapshot
 
         if self.accepted is not None:
+            from olsim.learner.adapters import adapter_parameters
+
+            changing = adapter_parameters(self.model) if self.adapters_only else self.model.parameters()
             with torch.no_grad():
-                for name, p in self.model.named_parameters():
-                    if p.is_floating_point() and (not self.adapters_only or ".a." in name or ".b." in name):
+                for p in changing:
+                    if p.is_floating_point():
                         p.add_(NUDGE)
         self.step += 1
         t = time.perf_counter()
@@ -349,16 +352,18 @@ def _phase(
 
 
 def _service_time(traffic: Traffic, base_url: str, n: int = 5) -> float:
-    """Median seconds one request takes alone (the load is sized from it)."""
+    """Median seconds one request takes alone, over the first ``n`` bodies (the load is sized from it)."""
+    import itertools
+
     import httpx
 
-    times = []
+    from olsim.deploy.bench import median_s
+
+    bodies = itertools.cycle(traffic.bodies[:n])
     with httpx.Client(timeout=60) as client:
-        for body in traffic.bodies[:n]:
-            t = time.perf_counter()
-            client.post(f"{base_url}{traffic.path}", json=body).raise_for_status()
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        return median_s(
+            lambda: client.post(f"{base_url}{traffic.path}", json=next(bodies)).raise_for_status(), n
+        )
 
 
 def _window_stats(samples: list[Sample]) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from olsim.deploy.scenario.plugins import runtime_env
 from olsim.deploy.scenario.spec import Scenario
 from olsim.learner.gate import Gate, GateConfig
 from olsim.learner.model import ModelSpec
-from olsim.serving.registry import KEEP_BYTES, Registry
+from olsim.serving.config import KEEP_BYTES
+from olsim.serving.registry import Registry
 from olsim.stream.spec import StreamSpec
 
 RESTARTS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1}
